@@ -1,0 +1,2 @@
+/* checkpoint: not yet implemented */
+typedef int lq_placeholder_checkpoint;

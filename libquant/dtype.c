@@ -1,0 +1,2 @@
+/* dtype: not yet implemented */
+typedef int lq_placeholder_dtype;

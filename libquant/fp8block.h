@@ -1,0 +1,58 @@
+/* Block-scaled FP8 weights (DeepSeek / MiMo `weight_scale_inv`, reference/mimo_arch.md 4.4).
+ *
+ * A weight [rows, cols] in F8_E4M3 (or F8_E5M2) has a scale grid [srows, scols] of 128x128
+ * blocks; w[r][c] = fp8[r][c] * scale[row_block(r)][c / 128] (the "_inv" scale is a multiplier).
+ * Edges are ragged: the last block of a row or column may be partial.
+ *
+ * Fused or split q/k/v tensors of checkpoints saved under tensor parallelism restart their row
+ * grid per checkpoint-TP shard: with S shards of R_s = rows / S rows each, local row r of shard s
+ * uses scale row s * ceil(R_s / 128) + r / 128. S = 1 is the uniform grid. */
+#ifndef LIBQUANT_FP8BLOCK_H
+#define LIBQUANT_FP8BLOCK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dtype.h"
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct lq_fp8_grid {
+    uint64_t rows, cols;     /* weight shape */
+    uint64_t srows, scols;   /* scale grid shape */
+    uint32_t block_r, block_c; /* 128, 128 */
+    uint32_t shards;         /* checkpoint-TP shard count S along rows (1 = uniform) */
+} lq_fp8_grid;
+
+/* Finds S such that rows % S == 0 and srows == S * ceil(rows / S / block_r), checks
+ * scols == ceil(cols / block_c), and fills *grid. `hint` (0 = none; e.g. num_key_value_heads)
+ * is preferred when it fits; otherwise the smallest fitting S is taken (all fitting S whose
+ * shards are multiples of block_r give the same mapping). No fitting S -> LQ_ERR_CORRUPT with
+ * rule "FP8_SCALE_SHAPE"; `tensor` names the weight in the error. */
+lq_status lq_fp8_grid_detect(uint64_t rows, uint64_t cols, uint64_t srows, uint64_t scols,
+                             uint32_t block_r, uint32_t block_c, uint32_t hint,
+                             const char *tensor, lq_fp8_grid *grid, lq_error *err);
+
+/* Scale row used by weight row r. */
+uint64_t lq_fp8_grid_scale_row(const lq_fp8_grid *g, uint64_t r);
+
+/* Dequantizes weight rows [r0, r1) into out ((r1 - r0) * cols f32, row-major). wdt is
+ * F8_E4M3 or F8_E5M2; the scale dtype sdt is F32, BF16 or F8_E8M0 (reference/mxfp4_formats.md
+ * 4.1). A NaN weight byte or a non-finite/negative scale -> LQ_ERR_NUMERIC (rule
+ * "FP8_NONFINITE" / "FP8_BAD_SCALE") naming `tensor` and the element index. */
+lq_status lq_fp8_block_dequant(const lq_fp8_grid *g, lq_dtype wdt, const uint8_t *w,
+                               lq_dtype sdt, const void *scale, uint64_t r0, uint64_t r1,
+                               float *out, const char *tensor, lq_error *err);
+
+/* Quantizes a f32 weight [rows, cols] to F8_E4M3 with an F32 scale grid laid out as g describes
+ * (g->srows and g->scols must match the shards and block sizes). Per block: scale = amax / 448
+ * (1 for an all-zero block), q = e4m3_sat(w / scale). Used by the fixture generator. */
+lq_status lq_fp8_block_quant(const lq_fp8_grid *g, const float *w, uint8_t *q, float *scale);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,2 @@
+/* json: not yet implemented */
+typedef int lq_placeholder_json;

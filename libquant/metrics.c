@@ -1,0 +1,2 @@
+/* metrics: not yet implemented */
+typedef int lq_placeholder_metrics;

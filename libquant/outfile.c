@@ -1,0 +1,2 @@
+/* outfile: not yet implemented */
+typedef int lq_placeholder_outfile;

@@ -1,0 +1,2 @@
+/* safetensors: not yet implemented */
+typedef int lq_placeholder_safetensors;

@@ -1,0 +1,2 @@
+/* stwriter: not yet implemented */
+typedef int lq_placeholder_stwriter;

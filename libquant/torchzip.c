@@ -1,0 +1,2 @@
+/* torchzip: not yet implemented */
+typedef int lq_placeholder_torchzip;
