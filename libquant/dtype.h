@@ -57,13 +57,14 @@ uint64_t lq_dtype_nbytes(lq_dtype dt, uint64_t numel, int *overflow);
 /* ---- scalar conversions ---- */
 float lq_bf16_to_f32(uint16_t h);
 uint16_t lq_f32_to_bf16(float f);        /* RNE; NaN -> 0x7FC0 (sign kept); overflow -> inf */
-float lq_f16_to_f32(uint16_t h);
-uint16_t lq_f32_to_f16(float f);         /* RNE; overflow -> inf; NaN -> quiet NaN */
-float lq_e4m3_to_f32(uint8_t b);         /* F8_E4M3 (e4m3fn) */
-uint8_t lq_f32_to_e4m3(float f);         /* RNE; |f| beyond 464 (448 + half ulp) -> NaN, as ml_dtypes */
-uint8_t lq_f32_to_e4m3_sat(float f);     /* RNE, finite overflow clamps to +-448; NaN -> 0x7F */
-float lq_e5m2_to_f32(uint8_t b);         /* F8_E5M2 (IEEE-like, has inf) */
-uint8_t lq_f32_to_e5m2(float f);         /* RNE; overflow -> inf */
+float lq_f16_to_f32(uint16_t h);         /* exact; NaN keeps its payload bits */
+uint16_t lq_f32_to_f16(float f);         /* RNE incl. subnormals; >= 65520 -> inf; NaN -> 0x7E00 | sign */
+float lq_e4m3_to_f32(uint8_t b);         /* F8_E4M3 (e4m3fn); 0x7F/0xFF -> 0x7FC00000 | sign */
+uint8_t lq_f32_to_e4m3(float f);         /* RNE; 464 -> 448 (tie to even); |f| > 464, +-inf and NaN
+                                          * -> NaN 0x7F | sign, as ml_dtypes 0.6 does */
+uint8_t lq_f32_to_e4m3_sat(float f);     /* RNE, overflow and +-inf clamp to +-448; NaN -> 0x7F | sign */
+float lq_e5m2_to_f32(uint8_t b);         /* F8_E5M2 (IEEE-like, has inf); NaN -> 0x7FC00000 | sign */
+uint8_t lq_f32_to_e5m2(float f);         /* RNE; >= 61440 -> inf; NaN -> 0x7E | sign */
 float lq_e8m0_to_f32(uint8_t b);         /* 2^(b-127); b = 0 -> 2^-127 (subnormal f32); 0xFF -> NaN */
 
 /* Converts n elements of src (of type dt, little-endian, packed) to f32. Supported dt: F32,

@@ -29,27 +29,35 @@ typedef struct lq_fp8_grid {
 
 /* Finds S such that rows % S == 0 and srows == S * ceil(rows / S / block_r), checks
  * scols == ceil(cols / block_c), and fills *grid. `hint` (0 = none; e.g. num_key_value_heads)
- * is preferred when it fits; otherwise the smallest fitting S is taken (all fitting S whose
- * shards are multiples of block_r give the same mapping). No fitting S -> LQ_ERR_CORRUPT with
- * rule "FP8_SCALE_SHAPE"; `tensor` names the weight in the error. */
+ * is preferred when it fits; otherwise the smallest fitting S in 1..4096 is taken (all fitting S
+ * whose shards are multiples of block_r give the same mapping; when they do not, only the hint
+ * can tell them apart). rows = 0 needs srows = 0 and gives S = 1. No fitting S, or a scols
+ * mismatch -> LQ_ERR_CORRUPT with rule "FP8_SCALE_SHAPE"; a zero block size or NULL grid ->
+ * LQ_ERR_INVALID_ARGUMENT. `tensor` names the weight in the error. */
 lq_status lq_fp8_grid_detect(uint64_t rows, uint64_t cols, uint64_t srows, uint64_t scols,
                              uint32_t block_r, uint32_t block_c, uint32_t hint,
                              const char *tensor, lq_fp8_grid *grid, lq_error *err);
 
-/* Scale row used by weight row r. */
+/* Scale row used by weight row r (r < rows; g as filled by lq_fp8_grid_detect). */
 uint64_t lq_fp8_grid_scale_row(const lq_fp8_grid *g, uint64_t r);
 
-/* Dequantizes weight rows [r0, r1) into out ((r1 - r0) * cols f32, row-major). wdt is
- * F8_E4M3 or F8_E5M2; the scale dtype sdt is F32, BF16 or F8_E8M0 (reference/mxfp4_formats.md
- * 4.1). A NaN weight byte or a non-finite/negative scale -> LQ_ERR_NUMERIC (rule
- * "FP8_NONFINITE" / "FP8_BAD_SCALE") naming `tensor` and the element index. */
+/* Dequantizes weight rows [r0, r1) into out ((r1 - r0) * cols f32, row-major). w and scale
+ * point at the start of the whole weight [rows, cols] and the whole grid [srows, scols]
+ * (row-major, little-endian, any alignment). wdt is F8_E4M3 or F8_E5M2; the scale dtype sdt is
+ * F32, BF16 or F8_E8M0 (reference/mxfp4_formats.md 4.1); anything else -> LQ_ERR_UNSUPPORTED.
+ * Each value is one f32 product fp8 * scale. A weight byte that is not finite (NaN; inf in
+ * E5M2) -> LQ_ERR_NUMERIC, rule "FP8_NONFINITE", the message giving the flat element index,
+ * row and column; a scale that is not finite or is negative (E8M0 0xFF included) ->
+ * LQ_ERR_NUMERIC, rule "FP8_BAD_SCALE". out is then partly written. A grid that detect would
+ * not produce or r0 > r1 > rows -> LQ_ERR_INVALID_ARGUMENT. */
 lq_status lq_fp8_block_dequant(const lq_fp8_grid *g, lq_dtype wdt, const uint8_t *w,
                                lq_dtype sdt, const void *scale, uint64_t r0, uint64_t r1,
                                float *out, const char *tensor, lq_error *err);
 
 /* Quantizes a f32 weight [rows, cols] to F8_E4M3 with an F32 scale grid laid out as g describes
- * (g->srows and g->scols must match the shards and block sizes). Per block: scale = amax / 448
- * (1 for an all-zero block), q = e4m3_sat(w / scale). Used by the fixture generator. */
+ * (g->srows and g->scols must match the shards and block sizes, else LQ_ERR_INVALID_ARGUMENT).
+ * Per block: scale = amax / 448 (1 for an all-zero block, or when amax / 448 underflows to 0),
+ * q = e4m3_sat(w / scale). A non-finite w -> LQ_ERR_NUMERIC. Used by the fixture generator. */
 lq_status lq_fp8_block_quant(const lq_fp8_grid *g, const float *w, uint8_t *q, float *scale);
 
 #ifdef __cplusplus

@@ -51,17 +51,25 @@ typedef struct lq_mx_counts {
 
 /* Quantizes n values (n % 32 == 0) into n/2 packed bytes and n/32 scale bytes.
  * On a non-finite input returns LQ_ERR_NUMERIC and stores its index in *bad_index (if given);
- * outputs are then unspecified. counts may be NULL; when given it is added to, not reset. */
+ * outputs and counts are then unspecified. counts may be NULL; when given it is added to, not
+ * reset. n % 32 != 0, an unknown mode or a NULL buffer with n > 0 -> LQ_ERR_INVALID_ARGUMENT.
+ * Scale exponents (E = floor(log2 amax), significand s = amax / 2^E, clamped to [-127, 127]):
+ * floor E - 2; rceil E - 2 + (s > 1.5), i.e. exactly ceil(log2(amax / 6)); even E - 2 +
+ * (s >= 1.75); mse the one of floor and floor + 1 with the smaller exact squared error, floor
+ * on a tie. */
 lq_status lq_mxfp4_quantize(const float *x, size_t n, lq_mx_scale_mode mode, uint8_t *packed,
                             uint8_t *scales, lq_mx_counts *counts, size_t *bad_index);
 
-/* Same, split over `threads` POSIX threads (<= 1 means the calling thread only). Bytes are
- * identical to the single-threaded call. On several bad inputs the smallest index is reported. */
+/* Same, split over `threads` POSIX threads (<= 1 means the calling thread only; fewer are used
+ * when there are under 1024 blocks per thread). Bytes and counts are identical to the
+ * single-threaded call. On several bad inputs the smallest index is reported. */
 lq_status lq_mxfp4_quantize_mt(const float *x, size_t n, lq_mx_scale_mode mode, uint8_t *packed,
                                uint8_t *scales, lq_mx_counts *counts, size_t *bad_index, int threads);
 
 /* Decodes n values (n % 32 == 0). A scale byte of 0xFF is NaN by the spec and is rejected
- * with LQ_ERR_CORRUPT (index of the block in *bad_block if given). */
+ * with LQ_ERR_CORRUPT (index of the block in *bad_block if given). Each value is the exact
+ * product E2M1(code) * 2^(scale - 127); only scale 254 with |code| >= 2 (2^128 and up) leaves
+ * the f32 range and decodes to +-inf. */
 lq_status lq_mxfp4_dequantize(const uint8_t *packed, const uint8_t *scales, size_t n, float *out,
                               size_t *bad_block);
 

@@ -1,2 +1,302 @@
-/* outfile: not yet implemented */
-typedef int lq_placeholder_outfile;
+/* Atomic, durable, hashed output files (outfile.h).
+ *
+ * The recipe follows reference/ecosystem_reliability.md 4.1: data go to a sibling temporary
+ * created with O_EXCL (so two writers never share one), SHA-256 is fed with exactly the bytes
+ * handed to write(2), and publication is fsync(file) -> close -> rename -> fsync(directory).
+ * Any failure before the rename removes the temporary, so a final name only ever appears with
+ * complete, synced content. fsync is never retried: after a failed fsync Linux may already
+ * have dropped the dirty pages, and a second fsync would report success over lost data. */
+#include "outfile.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+struct lq_outfile {
+    int fd;              /* -1 once closed */
+    int failed;          /* a write failed: the temporary is gone, only abort/commit remain */
+    uint64_t size;
+    char *final_path;
+    char *tmp_path;
+    char *dir_path;
+    EVP_MD_CTX *md;
+};
+
+/* Thread-safe errno text (the XSI strerror_r, which _XOPEN_SOURCE selects). */
+static const char *errtext(int e, char *buf, size_t n)
+{
+    if (strerror_r(e, buf, n) != 0)
+        snprintf(buf, n, "errno %d", e);
+    return buf;
+}
+
+static char *dup_range(const char *s, size_t n)
+{
+    char *p = malloc(n + 1);
+    if (!p)
+        return NULL;
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+static void free_outfile(lq_outfile *f)
+{
+    if (!f)
+        return;
+    EVP_MD_CTX_free(f->md);
+    free(f->final_path);
+    free(f->tmp_path);
+    free(f->dir_path);
+    free(f);
+}
+
+/* Closes (if open) and unlinks the temporary; errors here are ignored because the caller is
+ * already reporting the failure that made us discard the file. */
+static void discard_temp(lq_outfile *f)
+{
+    if (f->fd >= 0) {
+        close(f->fd);
+        f->fd = -1;
+    }
+    if (f->tmp_path)
+        unlink(f->tmp_path);
+}
+
+lq_status lq_outfile_open(const char *final_path, lq_outfile **out, lq_error *err)
+{
+    char eb[128];
+    lq_outfile *f = NULL;
+    lq_status st = LQ_OK;
+
+    if (out)
+        *out = NULL;
+    if (!final_path || !final_path[0] || !out)
+        return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, final_path, NULL, "OUT_OPEN",
+                       "empty output path");
+    const char *slash = strrchr(final_path, '/');
+    const char *base = slash ? slash + 1 : final_path;
+    if (!base[0] || strcmp(base, ".") == 0 || strcmp(base, "..") == 0)
+        return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, final_path, NULL, "OUT_OPEN",
+                       "output path does not name a file");
+
+    struct stat sb;
+    if (stat(final_path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, final_path, NULL, "OUT_EXISTS_DIR",
+                       "output path is an existing directory");
+
+    f = calloc(1, sizeof(*f));
+    if (!f)
+        return lq_fail(err, LQ_ERR_NO_MEMORY, final_path, NULL, "OUT_OPEN", "out of memory");
+    f->fd = -1;
+    f->final_path = dup_range(final_path, strlen(final_path));
+    if (!slash)
+        f->dir_path = dup_range(".", 1);
+    else if (slash == final_path)
+        f->dir_path = dup_range("/", 1);
+    else
+        f->dir_path = dup_range(final_path, (size_t)(slash - final_path));
+    size_t dirlen = (size_t)(base - final_path);
+    size_t cap = dirlen + strlen(base) + 64;
+    f->tmp_path = malloc(cap);
+    f->md = EVP_MD_CTX_new();
+    if (!f->final_path || !f->dir_path || !f->tmp_path || !f->md) {
+        st = lq_fail(err, LQ_ERR_NO_MEMORY, final_path, NULL, "OUT_OPEN", "out of memory");
+        goto cleanup;
+    }
+    if (EVP_DigestInit_ex(f->md, EVP_sha256(), NULL) != 1) {
+        st = lq_fail(err, LQ_ERR_NO_MEMORY, final_path, NULL, "OUT_OPEN",
+                     "cannot initialise SHA-256");
+        goto cleanup;
+    }
+
+    /* ".<name>.tmp-<pid>", then "-<n>" suffixes: a stale temporary left by a killed run whose
+     * pid was reused (common in containers) must not block the next run. */
+    long pid = (long)getpid();
+    for (int attempt = 0; attempt < 100; attempt++) {
+        if (attempt == 0)
+            snprintf(f->tmp_path, cap, "%.*s.%s.tmp-%ld", (int)dirlen, final_path, base, pid);
+        else
+            snprintf(f->tmp_path, cap, "%.*s.%s.tmp-%ld-%d", (int)dirlen, final_path, base, pid,
+                     attempt);
+        f->fd = open(f->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (f->fd >= 0 || errno != EEXIST)
+            break;
+    }
+    if (f->fd < 0) {
+        int e = errno;
+        st = lq_fail(err, LQ_ERR_IO, final_path, NULL, "OUT_OPEN", "create temporary %s: %s",
+                     f->tmp_path, errtext(e, eb, sizeof(eb)));
+        free(f->tmp_path);
+        f->tmp_path = NULL; /* nothing of ours exists on disk */
+        goto cleanup;
+    }
+    *out = f;
+    return LQ_OK;
+
+cleanup:
+    free_outfile(f);
+    return st;
+}
+
+lq_status lq_outfile_write(lq_outfile *f, const void *data, size_t len, lq_error *err)
+{
+    char eb[128];
+    if (!f || (len && !data))
+        return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, f ? f->final_path : NULL, NULL, "OUT_WRITE",
+                       "invalid write arguments");
+    if (f->failed || f->fd < 0)
+        return lq_fail(err, LQ_ERR_IO, f->final_path, NULL, "OUT_WRITE",
+                       "an earlier write failed; the output was discarded");
+    const unsigned char *p = data;
+    size_t left = len;
+    while (left > 0) {
+        ssize_t w = write(f->fd, p, left);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            int e = w < 0 ? errno : EIO;
+            f->failed = 1;
+            discard_temp(f);
+            return lq_fail(err, LQ_ERR_IO, f->final_path, NULL, "OUT_WRITE",
+                           "write of %zu bytes at offset %llu failed: %s; nothing published",
+                           left, (unsigned long long)f->size, errtext(e, eb, sizeof(eb)));
+        }
+        /* Hash what the kernel accepted, so the digest always describes the file's bytes. */
+        if (EVP_DigestUpdate(f->md, p, (size_t)w) != 1) {
+            f->failed = 1;
+            discard_temp(f);
+            return lq_fail(err, LQ_ERR_NO_MEMORY, f->final_path, NULL, "OUT_WRITE",
+                           "SHA-256 update failed; nothing published");
+        }
+        p += w;
+        left -= (size_t)w;
+        f->size += (uint64_t)w;
+    }
+    return LQ_OK;
+}
+
+uint64_t lq_outfile_size(const lq_outfile *f)
+{
+    return f ? f->size : 0;
+}
+
+lq_status lq_outfile_commit(lq_outfile *f, uint8_t sha256[32], uint64_t *size, lq_error *err)
+{
+    char eb[128];
+    lq_status st = LQ_OK;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+
+    if (!f)
+        return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, NULL, NULL, "OUT_WRITE", "no output file");
+    if (f->failed || f->fd < 0) {
+        st = lq_fail(err, LQ_ERR_IO, f->final_path, NULL, "OUT_WRITE",
+                     "an earlier write failed; nothing published");
+        discard_temp(f);
+        goto cleanup;
+    }
+    if (fsync(f->fd) != 0) {
+        int e = errno;
+        st = lq_fail(err, LQ_ERR_IO, f->final_path, NULL, "OUT_FSYNC",
+                     "fsync of %s failed: %s; nothing published", f->tmp_path,
+                     errtext(e, eb, sizeof(eb)));
+        discard_temp(f);
+        goto cleanup;
+    }
+    int fd = f->fd;
+    f->fd = -1;
+    if (close(fd) != 0) {
+        int e = errno;
+        st = lq_fail(err, LQ_ERR_IO, f->final_path, NULL, "OUT_CLOSE",
+                     "close of %s failed: %s; nothing published", f->tmp_path,
+                     errtext(e, eb, sizeof(eb)));
+        discard_temp(f);
+        goto cleanup;
+    }
+    if (EVP_DigestFinal_ex(f->md, md, &mdlen) != 1 || mdlen != 32) {
+        st = lq_fail(err, LQ_ERR_NO_MEMORY, f->final_path, NULL, "OUT_FSYNC",
+                     "SHA-256 finalisation failed; nothing published");
+        discard_temp(f);
+        goto cleanup;
+    }
+    if (rename(f->tmp_path, f->final_path) != 0) {
+        int e = errno;
+        st = lq_fail(err, LQ_ERR_IO, f->final_path, NULL, "OUT_RENAME",
+                     "rename of %s failed: %s; nothing published", f->tmp_path,
+                     errtext(e, eb, sizeof(eb)));
+        discard_temp(f);
+        goto cleanup;
+    }
+    if (sha256)
+        memcpy(sha256, md, 32);
+    if (size)
+        *size = f->size;
+
+    /* The rename is only durable once the directory is synced. EINVAL/ENOTSUP/EROFS mean the
+     * file system cannot sync directories at all (nothing to retry or undo). Any other
+     * failure is reported; the file is already published with complete, synced content. */
+    int dfd = open(f->dir_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int dsync_rc = dfd < 0 ? -1 : fsync(dfd);
+    int de = dsync_rc != 0 ? errno : 0;
+    if (dfd >= 0)
+        close(dfd);
+    if (dsync_rc != 0 && de != EINVAL && de != ENOTSUP && de != EROFS)
+        st = lq_fail(err, LQ_ERR_IO, f->final_path, NULL, "OUT_DIRSYNC",
+                     "fsync of directory %s failed: %s (the file was renamed into place but the "
+                     "rename may not survive a crash)",
+                     f->dir_path, errtext(de, eb, sizeof(eb)));
+
+cleanup:
+    free_outfile(f);
+    return st;
+}
+
+void lq_outfile_abort(lq_outfile *f)
+{
+    if (!f)
+        return;
+    discard_temp(f);
+    free_outfile(f);
+}
+
+lq_status lq_write_file_atomic(const char *final_path, const void *data, size_t len,
+                               uint8_t sha256[32], lq_error *err)
+{
+    lq_outfile *f = NULL;
+    lq_status st = lq_outfile_open(final_path, &f, err);
+    if (st != LQ_OK)
+        return st;
+    st = lq_outfile_write(f, data, len, err);
+    if (st != LQ_OK) {
+        lq_outfile_abort(f);
+        return st;
+    }
+    return lq_outfile_commit(f, sha256, NULL, err);
+}
+
+void lq_sha256(const void *data, size_t len, uint8_t out[32])
+{
+    unsigned int n = 0;
+    static const unsigned char empty = 0;
+    /* EVP_Digest only fails on allocation failure; a zero digest then cannot match anything. */
+    if (EVP_Digest(data ? data : &empty, len, out, &n, EVP_sha256(), NULL) != 1 || n != 32)
+        memset(out, 0, 32);
+}
+
+void lq_hex(const uint8_t *digest, size_t n, char *out)
+{
+    static const char hexd[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hexd[digest[i] >> 4];
+        out[2 * i + 1] = hexd[digest[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
