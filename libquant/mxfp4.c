@@ -1,31 +1,30 @@
 /* MXFP4 codec (mxfp4.h): E2M1 elements, E8M0 scale per 32 values, gpt-oss nibble order.
  *
- * Exactness without log2/pow: the block maximum is found as the largest |x| bit pattern (the
- * integer order of non-negative IEEE floats is their numeric order), so floor(log2 amax) is the
- * exponent field and every scale rule of reference/mxfp4_formats.md 1.5 is a test on the
- * mantissa field:
+ * Scale without log2/pow: the block maximum is the largest |x| bit pattern (the integer order of
+ * non-negative IEEE floats is their numeric order), so floor(log2 amax) is its exponent field
+ * and every rule of reference/mxfp4_formats.md 1.5 is a test on its mantissa field:
  *   FLOOR  e = E - 2
- *   RCEIL  e = E - 2 + (significand > 1.5)     [amax <= 6 * 2^e, smallest such e]
+ *   RCEIL  e = E - 2 + (significand > 1.5)     [the smallest e with amax <= 6 * 2^e]
  *   EVEN   e = E - 2 + (significand >= 1.75)   [amax rounded half-up to one mantissa bit]
  * RCEIL is derived from its definition ceil(log2(amax / 6)) rather than from the bits of a
  * rounded amax / 6: the two agree for normal quotients, and the definition stays exact when the
  * quotient is an f32 subnormal (tiny blocks then get scale 0x00, not 0x01).
  *
- * Scaling by 2^-e is a multiplication by an exact power of two, so y = |x| * 2^-e is exact
- * whenever it matters (every y that can round to a non-zero code is a normal float). The element
- * code is then the number of round-to-nearest decision points that y passes (1.2): strict '>'
- * at the points whose tie goes down to the even code (0.25, 1.25, 2.5, 5) and '>=' where the
- * tie goes up (0.75, 1.75, 3.5). Magnitudes above 5 give code 7, which is the saturation at 6.
- * The loops over a block have a fixed trip count of 32 and no branches so compilers vectorize
- * them.
+ * Elements: y = |x| * 2^-e is a multiplication by a power of two, exact wherever it matters (a y
+ * that can round to a non-zero code is a normal float). The code is the number of
+ * round-to-nearest decision points (1.2) that y passes: strict '>' at the points whose tie goes
+ * down to the even code (0.25, 1.25, 2.5, 5) and '>=' where the tie goes up (0.75, 1.75, 3.5).
+ * Past 5 the code is 7, which is the saturation at 6. The SIMD kernels below do the same test
+ * in 16-bit integer lanes without multiplying (see there).
  *
- * MSE mode compares floor (e) against e + 1 by the exact difference of squared errors, in units
- * of 2^e: with q0 = Q(y), q1 = Q(y / 2),
- *   sum (y - 2 q1)^2 - (y - q0)^2 = sum (q0 - 2 q1) (2y - q0 - 2 q1),
- * where every non-zero term is a multiple of 2^-25 below 2^10 (y > 0.25 has a 24-bit
- * significand), so the double sum of 32 terms is exact and a tie really is a tie (-> floor).
- * When amax * 2^-e <= 6 nothing clips at e and the e + 1 grid restricted to [0, 6 * 2^e] is a
- * subset of the e grid, so floor wins without computing anything. */
+ * MSE compares floor (e) with e + 1 by the exact difference of squared errors, in units of 4^e:
+ * with q0 = Q(y) and q1 = 2 Q(y / 2),
+ *   sum (y - q1)^2 - (y - q0)^2 = sum (q0 - q1) (2y - q0 - q1).
+ * Each non-zero term is a multiple of 2^-25 below 2^6 (y > 0.25 has a 24-bit significand), so
+ * the double sum of 32 terms is exact in any order and a tie really is a tie (-> floor). Only
+ * elements with y > 7 make a term negative (for y <= 6 the e + 1 grid is a subset of the e grid;
+ * in (6, 7] both give 6; 7 ties to 8 on the coarse grid at equal error), so a block whose
+ * largest y is at most 7 keeps floor without the sum. */
 #include "mxfp4.h"
 
 #include <math.h>
@@ -104,7 +103,7 @@ static inline int clamp_exp(int e)
 }
 
 /* Exact SE(e + 1) - SE(e) of one block in units of 4^e, with s = 2^-e (see the top comment).
- * Q1 = 2 * Q(y / 2) is read off the doubled decision points so y / 2 is never formed. */
+ * y / 2 is exact for every y that can round to a non-zero code. */
 static double mse_delta(const float *xb, float s)
 {
     double d = 0.0;
@@ -123,7 +122,31 @@ static double mse_delta(const float *xb, float s)
  * time). LQ_MXFP4_ISA caps the choice at compile time (0 = C, 1 = SSE2, 2 = AVX2) so the tests
  * can build this file at each level and prove that all of them write the same bytes. Each
  * encoder returns, through cnt, the clipped count (y > 6) and the zeroed count (x != 0 but code
- * magnitude 0) of the block. */
+ * magnitude 0) of the block.
+ *
+ * The SIMD encoders never form y. For a decision point T, y > T is |x| > T 2^e. T has at most
+ * two significant bits, so when e >= -124 the float T 2^e is normal and its bit pattern is
+ * bits(T) + e 2^23, whose low 16 bits are zero; when T 2^e would overflow, that integer is at
+ * least the inf pattern, above every finite |x|, which is again the right answer. Hence, with
+ * k = ceil(bits(|x|) / 2^16) and h = floor(bits(|x|) / 2^16):
+ *   y >  T  <=>  k - 128 e >  bits(T) >> 16
+ *   y >= T  <=>  h - 128 e >= bits(T) >> 16
+ * 16-bit lanes do twice the work of 32-bit ones per instruction. For the block's own e every
+ * y is below 8, so k - 128 e and h - 128 e stay within [-16256, 0x4101] and never wrap. Blocks
+ * with e < -124 (amax below 2^-122) use the portable encoder. The tops of the points (and of 6,
+ * for the clip count): */
+enum {
+    MX_T025 = 0x3E80, /* 0.25 = 0x3E800000 */
+    MX_T075 = 0x3F40, /* 0.75 = 0x3F400000 */
+    MX_T125 = 0x3FA0, /* 1.25 = 0x3FA00000 */
+    MX_T175 = 0x3FE0, /* 1.75 = 0x3FE00000 */
+    MX_T250 = 0x4020, /* 2.5 = 0x40200000 */
+    MX_T350 = 0x4060, /* 3.5 = 0x40600000 */
+    MX_T500 = 0x40A0, /* 5 = 0x40A00000 */
+    MX_T600 = 0x40C0  /* 6 = 0x40C00000 */
+};
+#define MX_INT_MIN_EXP (-124)
+
 #ifndef LQ_MXFP4_ISA
 #define LQ_MXFP4_ISA 2
 #endif
@@ -248,9 +271,10 @@ static inline void unpack_counts(uint32_t t, uint32_t cnt[2])
     cnt[1] = LQ_MX_BLOCK - (t & 63u);
 }
 
-/* Codes of 8 elements in 16-bit lanes from their top halves: k = ceil(bits / 2^16) and
- * h = floor(bits / 2^16) with the sign in bit 15 (sign-extending shifts keep packs exact).
- * acc gathers (y > 0.25 or x == 0) + 64 (y > 6) per lane. See encode_int() for the test. */
+/* Codes of 8 elements in 16-bit lanes from k and h of the kernel comment, here taken from x
+ * with its sign (bit 15): the sign-extending shifts keep the signed packs exact, and adding
+ * 0xFFFF never carries into the sign for finite x. acc gathers (y > 0.25 or x == 0) + 64 (y > 6)
+ * per lane; x == 0 exactly when k's magnitude is 0. */
 static inline __m128i code8_sse2(__m128i k, __m128i h, __m128i eo, __m128i *acc)
 {
     const __m128i m15 = _mm_set1_epi16(0x7FFF);
@@ -258,16 +282,16 @@ static inline __m128i code8_sse2(__m128i k, __m128i h, __m128i eo, __m128i *acc)
     __m128i ka = _mm_and_si128(k, m15);
     __m128i z = _mm_cmpeq_epi16(ka, _mm_setzero_si128());
     __m128i ky = _mm_sub_epi16(ka, eo), hy = _mm_sub_epi16(_mm_and_si128(h, m15), eo);
-    __m128i g = _mm_cmpgt_epi16(ky, _mm_set1_epi16(0x3E80));
+    __m128i g = _mm_cmpgt_epi16(ky, _mm_set1_epi16(MX_T025));
     c = _mm_sub_epi16(c, g);
-    c = _mm_sub_epi16(c, _mm_cmpgt_epi16(hy, _mm_set1_epi16(0x3F40 - 1)));
-    c = _mm_sub_epi16(c, _mm_cmpgt_epi16(ky, _mm_set1_epi16(0x3FA0)));
-    c = _mm_sub_epi16(c, _mm_cmpgt_epi16(hy, _mm_set1_epi16(0x3FE0 - 1)));
-    c = _mm_sub_epi16(c, _mm_cmpgt_epi16(ky, _mm_set1_epi16(0x4020)));
-    c = _mm_sub_epi16(c, _mm_cmpgt_epi16(hy, _mm_set1_epi16(0x4060 - 1)));
-    c = _mm_sub_epi16(c, _mm_cmpgt_epi16(ky, _mm_set1_epi16(0x40A0)));
+    c = _mm_sub_epi16(c, _mm_cmpgt_epi16(hy, _mm_set1_epi16(MX_T075 - 1)));
+    c = _mm_sub_epi16(c, _mm_cmpgt_epi16(ky, _mm_set1_epi16(MX_T125)));
+    c = _mm_sub_epi16(c, _mm_cmpgt_epi16(hy, _mm_set1_epi16(MX_T175 - 1)));
+    c = _mm_sub_epi16(c, _mm_cmpgt_epi16(ky, _mm_set1_epi16(MX_T250)));
+    c = _mm_sub_epi16(c, _mm_cmpgt_epi16(hy, _mm_set1_epi16(MX_T350 - 1)));
+    c = _mm_sub_epi16(c, _mm_cmpgt_epi16(ky, _mm_set1_epi16(MX_T500)));
     *acc = _mm_sub_epi16(*acc, _mm_or_si128(g, z));
-    *acc = _mm_sub_epi16(*acc, _mm_slli_epi16(_mm_cmpgt_epi16(ky, _mm_set1_epi16(0x40C0)), 6));
+    *acc = _mm_sub_epi16(*acc, _mm_slli_epi16(_mm_cmpgt_epi16(ky, _mm_set1_epi16(MX_T600)), 6));
     return c;
 }
 
@@ -365,17 +389,17 @@ MX_TARGET_AVX2 static inline __m256i code16_avx2(const float *p, __m256i eo, __m
     __m256i ka = _mm256_and_si256(k, m15);
     __m256i z = _mm256_cmpeq_epi16(ka, _mm256_setzero_si256());
     __m256i ky = _mm256_sub_epi16(ka, eo), hy = _mm256_sub_epi16(_mm256_and_si256(h, m15), eo);
-    __m256i g = _mm256_cmpgt_epi16(ky, _mm256_set1_epi16(0x3E80));
+    __m256i g = _mm256_cmpgt_epi16(ky, _mm256_set1_epi16(MX_T025));
     c = _mm256_sub_epi16(c, g);
-    c = _mm256_sub_epi16(c, _mm256_cmpgt_epi16(hy, _mm256_set1_epi16(0x3F40 - 1)));
-    c = _mm256_sub_epi16(c, _mm256_cmpgt_epi16(ky, _mm256_set1_epi16(0x3FA0)));
-    c = _mm256_sub_epi16(c, _mm256_cmpgt_epi16(hy, _mm256_set1_epi16(0x3FE0 - 1)));
-    c = _mm256_sub_epi16(c, _mm256_cmpgt_epi16(ky, _mm256_set1_epi16(0x4020)));
-    c = _mm256_sub_epi16(c, _mm256_cmpgt_epi16(hy, _mm256_set1_epi16(0x4060 - 1)));
-    c = _mm256_sub_epi16(c, _mm256_cmpgt_epi16(ky, _mm256_set1_epi16(0x40A0)));
+    c = _mm256_sub_epi16(c, _mm256_cmpgt_epi16(hy, _mm256_set1_epi16(MX_T075 - 1)));
+    c = _mm256_sub_epi16(c, _mm256_cmpgt_epi16(ky, _mm256_set1_epi16(MX_T125)));
+    c = _mm256_sub_epi16(c, _mm256_cmpgt_epi16(hy, _mm256_set1_epi16(MX_T175 - 1)));
+    c = _mm256_sub_epi16(c, _mm256_cmpgt_epi16(ky, _mm256_set1_epi16(MX_T250)));
+    c = _mm256_sub_epi16(c, _mm256_cmpgt_epi16(hy, _mm256_set1_epi16(MX_T350 - 1)));
+    c = _mm256_sub_epi16(c, _mm256_cmpgt_epi16(ky, _mm256_set1_epi16(MX_T500)));
     *acc = _mm256_sub_epi16(*acc, _mm256_or_si256(g, z));
     *acc = _mm256_sub_epi16(*acc,
-                            _mm256_slli_epi16(_mm256_cmpgt_epi16(ky, _mm256_set1_epi16(0x40C0)), 6));
+                            _mm256_slli_epi16(_mm256_cmpgt_epi16(ky, _mm256_set1_epi16(MX_T600)), 6));
     return c;
 }
 
@@ -440,7 +464,8 @@ MX_ALWAYS_INLINE void quantize_range(const float *x, size_t nb, lq_mx_scale_mode
             zero_blocks++;
             continue;
         }
-        /* floor(log2 amax); a subnormal amax only needs to land below -125 (scale clamps). */
+        /* floor(log2 amax). For a subnormal amax any value below -125 will do: every rule then
+         * clamps to e = -127. */
         int E = amax >= 0x00800000u ? (int)(amax >> 23) - 127 : -127;
         uint32_t mant = amax & 0x7FFFFFu;
         int ef = clamp_exp(E - 2);
@@ -475,14 +500,13 @@ MX_ALWAYS_INLINE void quantize_range(const float *x, size_t nb, lq_mx_scale_mode
         plus_one += (uint64_t)(e - ef);
         scales[b] = (uint8_t)(e + 127);
         uint32_t cnt[2];
-        /* The integer kernels need 0.25 * 2^e to be a normal float (see encode_int()). */
 #if MX_AVX2
-        if (isa == 2 && e >= -124)
+        if (isa == 2 && e >= MX_INT_MIN_EXP)
             encode_avx2(xb, e, pb, cnt);
         else
 #endif
 #if MX_SSE2
-        if (isa >= 1 && e >= -124)
+        if (isa >= 1 && e >= MX_INT_MIN_EXP)
             encode_sse2(xb, e, pb, cnt);
         else
 #endif
