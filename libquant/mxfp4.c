@@ -361,15 +361,12 @@ MX_TARGET_AVX2 static inline double mse_delta_avx2(const float *xb, float s)
         /* The masks are -1, so the sums are minus the codes. */
         __m256 q0 = _mm256_permutevar8x32_ps(v0, _mm256_sub_epi32(_mm256_setzero_si256(), c0));
         __m256 q1 = _mm256_permutevar8x32_ps(v1, _mm256_sub_epi32(_mm256_setzero_si256(), c1));
+        /* (q0 - q1)(2y - q0 - q1) is exact in f32 here (q0 - q1 is 0, +-0.5 or -2, and
+         * 2y - q0 - q1 is a short difference of multiples of ulp(2y)); the sum is in double. */
         __m256 d = _mm256_sub_ps(q0, q1), t = _mm256_add_ps(q0, q1);
-        __m256d ylo = _mm256_cvtps_pd(_mm256_castps256_ps128(y));
-        __m256d yhi = _mm256_cvtps_pd(_mm256_extractf128_ps(y, 1));
-        __m256d dlo = _mm256_cvtps_pd(_mm256_castps256_ps128(d));
-        __m256d dhi = _mm256_cvtps_pd(_mm256_extractf128_ps(d, 1));
-        __m256d tlo = _mm256_cvtps_pd(_mm256_castps256_ps128(t));
-        __m256d thi = _mm256_cvtps_pd(_mm256_extractf128_ps(t, 1));
-        acc = _mm256_add_pd(acc, _mm256_mul_pd(dlo, _mm256_sub_pd(_mm256_add_pd(ylo, ylo), tlo)));
-        acc = _mm256_add_pd(acc, _mm256_mul_pd(dhi, _mm256_sub_pd(_mm256_add_pd(yhi, yhi), thi)));
+        __m256 p = _mm256_mul_ps(d, _mm256_sub_ps(_mm256_add_ps(y, y), t));
+        acc = _mm256_add_pd(acc, _mm256_cvtps_pd(_mm256_castps256_ps128(p)));
+        acc = _mm256_add_pd(acc, _mm256_cvtps_pd(_mm256_extractf128_ps(p, 1)));
     }
     __m128d h = _mm_add_pd(_mm256_castpd256_pd128(acc), _mm256_extractf128_pd(acc, 1));
     h = _mm_add_pd(h, _mm_unpackhi_pd(h, h));
@@ -693,7 +690,7 @@ lq_status lq_mxfp4_dequantize(const uint8_t *packed, const uint8_t *scales, size
             return LQ_ERR_CORRUPT;
         }
         /* Scale byte s is 2^(s-127); s = 0 is the subnormal 2^-127. Each product is exact
-         * unless it exceeds the f32 range (s = 254 with |code| >= 2 gives inf). */
+         * unless it reaches 2^128, beyond f32 (then inf). */
         float x = s ? bits_f32((uint32_t)s << 23) : bits_f32(0x00400000u);
         float lut[16];
         for (int c = 0; c < 16; c++)

@@ -68,8 +68,8 @@ lq_status lq_mxfp4_quantize_mt(const float *x, size_t n, lq_mx_scale_mode mode, 
 
 /* Decodes n values (n % 32 == 0). A scale byte of 0xFF is NaN by the spec and is rejected
  * with LQ_ERR_CORRUPT (index of the block in *bad_block if given). Each value is the exact
- * product E2M1(code) * 2^(scale - 127); only scale 254 with |code| >= 2 (2^128 and up) leaves
- * the f32 range and decodes to +-inf. */
+ * product E2M1(code) * 2^(scale - 127); products of 2^128 and up (scale 253 with |code| >= 4,
+ * scale 254 with |code| >= 2) are beyond f32 and decode to +-inf. */
 lq_status lq_mxfp4_dequantize(const uint8_t *packed, const uint8_t *scales, size_t n, float *out,
                               size_t *bad_block);
 

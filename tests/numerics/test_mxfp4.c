@@ -683,6 +683,13 @@ static void test_dequant_passthrough(void)
         CHECK(out[2 * j] == (float)ldexp(lq_fp4_values[j & 0xF], -127));
     }
     CHECK(fbits(out[2 * 17]) == 0x00200000u);
+    /* Scale 253 is 2^126: 3 * 2^126 = 1.5 * 2^127 is the largest finite product, 4 * 2^126 =
+     * 2^128 is beyond f32 and decodes to inf (mxfp4.h). */
+    uint8_t big[16] = {0x65, 0xED}, big_scale = 253; /* values 3, 4, -3, -4 */
+    float bigv[32];
+    CHECK_EQ_U64(lq_mxfp4_dequantize(big, &big_scale, 32, bigv, NULL), LQ_OK);
+    CHECK(bigv[0] == 0x1.8p127f && isinf(bigv[1]) && bigv[1] > 0);
+    CHECK(bigv[2] == -0x1.8p127f && isinf(bigv[3]) && bigv[3] < 0);
     scales[1] = 0xFF;
     size_t bad = 99;
     CHECK_EQ_U64(lq_mxfp4_dequantize(packed, scales, 64, out, &bad), LQ_ERR_CORRUPT);
