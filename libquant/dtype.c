@@ -17,6 +17,8 @@
  *   BF16: NaN gives 0x7FC0 with f's sign. */
 #include "dtype.h"
 
+#include "internal/bits.h"
+
 #include <string.h>
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -106,19 +108,6 @@ uint64_t lq_dtype_nbytes(lq_dtype dt, uint64_t numel, int *overflow)
 
 /* ---- bit helpers ---- */
 
-static inline uint32_t f32_bits(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
-static inline float bits_f32(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
 
 /* m >> s rounded to nearest, ties to even; 1 <= s <= 31. */
 static inline uint32_t shift_rne(uint32_t m, unsigned s)

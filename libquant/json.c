@@ -13,12 +13,10 @@
  * object's keys, since cJSON keeps duplicates and its plain lookup is case-insensitive. */
 #include "json.h"
 
-#include <errno.h>
-#include <fcntl.h>
+#include "internal/fileio.h"
+
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #define DEFAULT_DEPTH 64
 /* cJSON's CJSON_NESTING_LIMIT in the packaged build; deeper text fails inside cJSON. */
@@ -461,55 +459,13 @@ lq_status lq_json_parse_file(const char *path, size_t max_bytes, const lq_json_l
     if (max_bytes == 0)
         max_bytes = DEFAULT_FILE_CAP;
 
-    lq_status st = LQ_OK;
-    char *buf = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        int e = errno;
-        return lq_fail(err, e == ENOENT ? LQ_ERR_NOT_FOUND : LQ_ERR_IO, path, NULL, NULL,
-                       "cannot open: %s", strerror(e));
-    }
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        st = lq_fail(err, LQ_ERR_IO, path, NULL, NULL, "cannot stat: %s", strerror(errno));
-        goto cleanup;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        st = lq_fail(err, LQ_ERR_IO, path, NULL, NULL, "not a regular file");
-        goto cleanup;
-    }
-    if (sb.st_size < 0 || (uint64_t)sb.st_size > (uint64_t)max_bytes) {
-        st = lq_fail(err, LQ_ERR_LIMIT, path, NULL, "JSON_LIMIT",
-                     "file is %lld bytes, above the limit of %zu", (long long)sb.st_size,
-                     max_bytes);
-        goto cleanup;
-    }
-    size_t size = (size_t)sb.st_size;
-    buf = malloc(size ? size : 1);
-    if (!buf) {
-        st = lq_fail(err, LQ_ERR_NO_MEMORY, path, NULL, NULL, "cannot allocate %zu bytes", size);
-        goto cleanup;
-    }
-    size_t got = 0;
-    while (got < size) {
-        ssize_t r = read(fd, buf + got, size - got);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            st = lq_fail(err, LQ_ERR_IO, path, NULL, NULL, "read failed: %s", strerror(errno));
-            goto cleanup;
-        }
-        if (r == 0) {
-            st = lq_fail(err, LQ_ERR_IO, path, NULL, NULL, "file shrank while reading");
-            goto cleanup;
-        }
-        got += (size_t)r;
-    }
-    st = lq_json_parse(buf, size, limits, path, out, err);
-
-cleanup:
+    uint8_t *buf = NULL;
+    size_t size = 0;
+    lq_status st = lq_read_file(path, max_bytes, NULL, "JSON_LIMIT", &buf, &size, err);
+    if (st != LQ_OK)
+        return st;
+    st = lq_json_parse((const char *)buf, size, limits, path, out, err);
     free(buf);
-    close(fd);
     return st;
 }
 

@@ -27,6 +27,8 @@
  * largest y is at most 7 keeps floor without the sum. */
 #include "mxfp4.h"
 
+#include "internal/bits.h"
+
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -61,19 +63,6 @@ lq_status lq_mx_scale_mode_parse(const char *s, lq_mx_scale_mode *out)
     return LQ_ERR_INVALID_ARGUMENT;
 }
 
-static inline uint32_t f32_bits(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
-static inline float bits_f32(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
 
 /* Magnitude code 0..7 of y >= 0 (NaN gives 0). */
 static inline uint32_t fp4_mag_code(float y)

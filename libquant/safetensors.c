@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "json.h"
+#include "internal/fileio.h"
 
 #define DEFAULT_MAX_HEADER 100000000u /* MAX_HEADER_SIZE of the reference reader (3.3) */
 #define DEFAULT_MAX_TENSORS 1000000u
@@ -478,31 +479,17 @@ lq_status lq_st_open(const char *path, const lq_st_limits *limits, lq_st_file **
     *out = NULL;
     lq_status st = LQ_OK;
     lq_st_file *f = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        int e = errno;
-        return lq_fail(err, e == ENOENT ? LQ_ERR_NOT_FOUND : LQ_ERR_IO, path, NULL, NULL,
-                       "cannot open: %s", strerror(e));
-    }
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        st = lq_fail(err, LQ_ERR_IO, path, NULL, NULL, "cannot stat: %s", strerror(errno));
-        goto cleanup;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        st = lq_fail(err, LQ_ERR_IO, path, NULL, NULL, "not a regular file");
-        goto cleanup;
-    }
-    if (sb.st_size < 0 || (uint64_t)sb.st_size > (uint64_t)SIZE_MAX) {
-        st = lq_fail(err, LQ_ERR_LIMIT, path, NULL, NULL, "file too large to map");
-        goto cleanup;
-    }
+    int fd = -1;
+    uint64_t fsize = 0;
+    st = lq_open_regular(path, 0, NULL, NULL, &fd, &fsize, err);
+    if (st != LQ_OK)
+        return st;
     f = file_new(path);
     if (!f) {
         st = lq_fail(err, LQ_ERR_NO_MEMORY, path, NULL, NULL, "out of memory");
         goto cleanup;
     }
-    f->size = (uint64_t)sb.st_size;
+    f->size = fsize;
     /* mmap cannot map 0 bytes; a file this short fails ST_FILE_SMALL without being read. */
     if (f->size >= 8) {
         void *m = mmap(NULL, (size_t)f->size, PROT_READ, MAP_PRIVATE, fd, 0);

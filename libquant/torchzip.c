@@ -28,15 +28,12 @@
  * (no code runs) into values whose structure is then checked against the dict above. */
 #include "torchzip.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "outfile.h"
+#include "internal/fileio.h"
 
 #define TZ_ALIGN 64
 #define TZ_MAX_FILE (256ull << 20) /* far above any hidden size; bounds the read */
@@ -1035,48 +1032,20 @@ done:
 lq_status lq_torchzip_read_mask(const char *path, int64_t *mask_token_id, uint16_t **emb_out,
                                 uint64_t *h_out, lq_error *err)
 {
-    char eb[128];
-    unsigned char *buf = NULL;
+    uint8_t *buf = NULL;
     zip_view z = {0};
     pk *p = NULL;
     lq_status st = LQ_OK;
-    int fd = -1;
 
     if (emb_out)
         *emb_out = NULL;
     if (!path || !mask_token_id || !emb_out || !h_out)
         return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, path, NULL, "TZ_IO", "missing argument");
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat sb;
-    if (fd < 0 || fstat(fd, &sb) != 0) {
-        int e = errno;
-        st = lq_fail(err, e == ENOENT ? LQ_ERR_NOT_FOUND : LQ_ERR_IO, path, NULL, "TZ_IO",
-                     "open: %s", strerror_r(e, eb, sizeof(eb)) == 0 ? eb : "error");
+    size_t fsize = 0;
+    st = lq_read_file(path, TZ_MAX_FILE, "TZ_IO", "TZ_ZIP", &buf, &fsize, err);
+    if (st != LQ_OK)
         goto cleanup;
-    }
-    if (!S_ISREG(sb.st_mode) || (uint64_t)sb.st_size > TZ_MAX_FILE) {
-        st = lq_fail(err, LQ_ERR_LIMIT, path, NULL, "TZ_ZIP",
-                     "not a regular file of at most 256 MiB");
-        goto cleanup;
-    }
-    z.size = (uint64_t)sb.st_size;
-    buf = malloc(z.size ? (size_t)z.size : 1);
-    if (!buf) {
-        st = lq_fail(err, LQ_ERR_NO_MEMORY, path, NULL, "TZ_ZIP", "out of memory");
-        goto cleanup;
-    }
-    for (uint64_t got = 0; got < z.size;) {
-        ssize_t r = read(fd, buf + got, (size_t)(z.size - got));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            int e = r < 0 ? errno : EIO;
-            st = lq_fail(err, LQ_ERR_IO, path, NULL, "TZ_IO", "read: %s",
-                         strerror_r(e, eb, sizeof(eb)) == 0 ? eb : "error");
-            goto cleanup;
-        }
-        got += (uint64_t)r;
-    }
+    z.size = fsize;
     z.buf = buf;
     st = zip_parse(&z, path, err);
     if (st != LQ_OK)
@@ -1176,8 +1145,6 @@ lq_status lq_torchzip_read_mask(const char *path, int64_t *mask_token_id, uint16
     *mask_token_id = idv->i;
 
 cleanup:
-    if (fd >= 0)
-        close(fd);
     free(p);
     free(z.ents);
     free(buf);
