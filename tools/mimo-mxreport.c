@@ -35,6 +35,45 @@ static int is_expert(const regex_t *re, const char *name)
     return regexec(re, name, 0, NULL, 0) == 0;
 }
 
+/* Natural order: runs of digits compare as numbers, so layer 2 comes before layer 10. */
+static int natural_cmp(const char *a, const char *b)
+{
+    while (*a && *b) {
+        if (*a >= '0' && *a <= '9' && *b >= '0' && *b <= '9') {
+            while (*a == '0')
+                a++;
+            while (*b == '0')
+                b++;
+            size_t la = 0, lb = 0;
+            while (a[la] >= '0' && a[la] <= '9')
+                la++;
+            while (b[lb] >= '0' && b[lb] <= '9')
+                lb++;
+            if (la != lb)
+                return la < lb ? -1 : 1;
+            int c = strncmp(a, b, la);
+            if (c)
+                return c;
+            a += la;
+            b += lb;
+        } else {
+            if (*a != *b)
+                return (unsigned char)*a < (unsigned char)*b ? -1 : 1;
+            a++;
+            b++;
+        }
+    }
+    return *a ? 1 : (*b ? -1 : 0);
+}
+
+static const lq_ckpt *sort_ck;
+
+static int cmp_index(const void *x, const void *y)
+{
+    return natural_cmp(lq_ckpt_at(sort_ck, *(const size_t *)x).info->name,
+                       lq_ckpt_at(sort_ck, *(const size_t *)y).info->name);
+}
+
 static void print_err(const lq_error *err)
 {
     char buf[1400];
@@ -162,11 +201,22 @@ int main(int argc, char **argv)
     else
         printf("%-52s %-11s %-8s %8s %10s %9s %9s %6s %6s\n", "tensor", "shape", "source", "SQNR_dB",
                "rel_mse", "cos", "max_err", "clip%", "zero%");
-    for (size_t i = 0; i < lq_ckpt_count(ck) && ntensors < limit; i++) {
-        lq_ckpt_tensor t = lq_ckpt_at(ck, i);
+    /* The routed experts, in natural name order (layer, expert, projection). */
+    size_t nexp = 0, *order = malloc((lq_ckpt_count(ck) + 1) * sizeof(size_t));
+    if (!order) {
+        fprintf(stderr, "mimo-mxreport: out of memory\n");
+        lq_ckpt_close(ck);
+        regfree(&re);
+        return 3;
+    }
+    for (size_t i = 0; i < lq_ckpt_count(ck); i++)
+        if (is_expert(&re, lq_ckpt_at(ck, i).info->name))
+            order[nexp++] = i;
+    sort_ck = ck;
+    qsort(order, nexp, sizeof(size_t), cmp_index);
+    for (size_t k = 0; k < nexp && ntensors < limit; k++) {
+        lq_ckpt_tensor t = lq_ckpt_at(ck, order[k]);
         const lq_tensor_info *ti = t.info;
-        if (!is_expert(&re, ti->name))
-            continue;
         if (ti->rank != 2 || ti->shape[1] % LQ_MX_BLOCK != 0) {
             fprintf(stderr, "mimo-mxreport: %s: skipped: K = %" PRIu64 " is not a multiple of 32\n",
                     ti->name, ti->rank == 2 ? ti->shape[1] : 0);
@@ -243,6 +293,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "mimo-mxreport: %s: no routed-expert tensors found\n", dir);
         rc = 3;
     }
+    free(order);
     lq_ckpt_close(ck);
     regfree(&re);
     return rc;
