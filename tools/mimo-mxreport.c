@@ -74,6 +74,22 @@ static int cmp_index(const void *x, const void *y)
                        lq_ckpt_at(sort_ck, *(const size_t *)y).info->name);
 }
 
+/* Prints s as a JSON string literal. */
+static void json_str(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            printf("\\%c", c);
+        else if (c < 0x20)
+            printf("\\u%04x", c);
+        else
+            putchar(c);
+    }
+    putchar('"');
+}
+
 static void print_err(const lq_error *err)
 {
     char buf[1400];
@@ -196,11 +212,6 @@ int main(int argc, char **argv)
     double worst = 1e300;
     char worst_name[256] = "";
     int rc = 0;
-    if (json)
-        printf("{\"checkpoint\":\"%s\",\"mode\":\"%s\",\"tensors\":[", dir, lq_mx_scale_mode_name(mode));
-    else
-        printf("%-52s %-11s %-8s %8s %10s %9s %9s %6s %6s\n", "tensor", "shape", "source", "SQNR_dB",
-               "rel_mse", "cos", "max_err", "clip%", "zero%");
     /* The routed experts, in natural name order (layer, expert, projection). */
     size_t nexp = 0, *order = malloc((lq_ckpt_count(ck) + 1) * sizeof(size_t));
     if (!order) {
@@ -214,6 +225,22 @@ int main(int argc, char **argv)
             order[nexp++] = i;
     sort_ck = ck;
     qsort(order, nexp, sizeof(size_t), cmp_index);
+    if (nexp == 0) {
+        fprintf(stderr, "mimo-mxreport: %s: no routed-expert tensors found\n", dir);
+        free(order);
+        lq_ckpt_close(ck);
+        regfree(&re);
+        return 3;
+    }
+    if (json)
+    {
+        printf("{\"checkpoint\":");
+        json_str(dir);
+        printf(",\"mode\":\"%s\",\"tensors\":[", lq_mx_scale_mode_name(mode));
+    }
+    else
+        printf("%-52s %-11s %-8s %8s %10s %9s %9s %6s %6s\n", "tensor", "shape", "source", "SQNR_dB",
+               "rel_mse", "cos", "max_err", "clip%", "zero%");
     for (size_t k = 0; k < nexp && ntensors < limit; k++) {
         lq_ckpt_tensor t = lq_ckpt_at(ck, order[k]);
         const lq_tensor_info *ti = t.info;
@@ -261,11 +288,14 @@ int main(int argc, char **argv)
         char shape[32];
         snprintf(shape, sizeof(shape), "%" PRIu64 "x%" PRIu64, ti->shape[0], ti->shape[1]);
         if (json)
-            printf("%s{\"name\":\"%s\",\"shape\":[%" PRIu64 ",%" PRIu64 "],\"source\":\"%s\",\"sqnr_db\":%.4f,"
+        {
+            printf("%s{\"name\":", ntensors ? "," : "");
+            json_str(ti->name);
+            printf(",\"shape\":[%" PRIu64 ",%" PRIu64 "],\"source\":\"%s\",\"sqnr_db\":%.4f,"
                    "\"rel_mse\":%.6e,\"cosine\":%.6f,\"max_abs_err\":%.6e,\"clip_frac\":%.6f,\"zero_frac\":%.6f}",
-                   ntensors ? "," : "", ti->name, ti->shape[0], ti->shape[1], lq_dtype_name(ti->dtype),
+                   ti->shape[0], ti->shape[1], lq_dtype_name(ti->dtype),
                    m.sqnr_db, m.rel_mse, m.cosine, m.max_abs, m.clip_frac, m.zero_frac);
-        else
+        } else
             printf("%-52s %-11s %-8s %8.3f %10.3e %9.6f %9.3e %6.2f %6.2f\n", ti->name, shape,
                    lq_dtype_name(ti->dtype), m.sqnr_db, m.rel_mse, m.cosine, m.max_abs,
                    100 * m.clip_frac, 100 * m.zero_frac);
@@ -279,19 +309,15 @@ int main(int argc, char **argv)
     lq_err_acc_finish(&total, &m);
     if (json) {
         printf("],\"summary\":{\"tensors\":%" PRIu64 ",\"elements\":%" PRIu64 ",\"sqnr_db\":%.4f,"
-               "\"cosine\":%.6f,\"clip_frac\":%.6f,\"zero_frac\":%.6f,\"worst_tensor\":\"%s\","
-               "\"worst_sqnr_db\":%.4f,\"seconds\":%.3f}}\n",
-               ntensors, m.n, m.sqnr_db, m.cosine, m.clip_frac, m.zero_frac, worst_name,
-               ntensors ? worst : 0.0, secs);
+               "\"cosine\":%.6f,\"clip_frac\":%.6f,\"zero_frac\":%.6f,\"worst_tensor\":",
+               ntensors, m.n, m.sqnr_db, m.cosine, m.clip_frac, m.zero_frac);
+        json_str(worst_name);
+        printf(",\"worst_sqnr_db\":%.4f,\"seconds\":%.3f}}\n", ntensors ? worst : 0.0, secs);
     } else {
         printf("%" PRIu64 " expert tensors, %" PRIu64 " elements, mode %s: SQNR %.3f dB, cosine %.6f, "
                "clip %.3f%%, zero %.3f%%; worst %s %.3f dB; %.2f s (%.2f GB/s of source bytes)\n",
                ntensors, m.n, lq_mx_scale_mode_name(mode), m.sqnr_db, m.cosine, 100 * m.clip_frac,
                100 * m.zero_frac, worst_name, ntensors ? worst : 0.0, secs, secs > 0 ? in_bytes / secs / 1e9 : 0.0);
-    }
-    if (rc == 0 && ntensors == 0) {
-        fprintf(stderr, "mimo-mxreport: %s: no routed-expert tensors found\n", dir);
-        rc = 3;
     }
     free(order);
     lq_ckpt_close(ck);
