@@ -15,6 +15,7 @@
  * computed first and kept (they are 1/16384 of the weights), then the weights are regenerated
  * and written. */
 #include <errno.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -261,8 +262,8 @@ static void build_drafter(const fx_geometry *g, fx_list *l)
     }
 }
 
-/* Generates stored rows [r0, r1) of t (as f32) into out. */
-static void gen_rows(uint64_t seed, const fx_tensor *t, uint64_t r0, uint64_t r1, float *out)
+/* Generates stored rows [r0, r1) of t (as f32) into out, on one thread. */
+static void gen_rows_1(uint64_t seed, const fx_tensor *t, uint64_t r0, uint64_t r1, float *out)
 {
     uint64_t cols = cols_of(t), base = 0;
     for (uint32_t k = 0; k < t->nparts; k++) {
@@ -272,6 +273,53 @@ static void gen_rows(uint64_t seed, const fx_tensor *t, uint64_t r0, uint64_t r1
                        out + (r - r0) * cols);
         base += p->nrows;
     }
+}
+
+static int gen_threads = 1;
+
+typedef struct gen_job {
+    uint64_t seed;
+    const fx_tensor *t;
+    uint64_t r0, r1;
+    float *out;
+} gen_job;
+
+static void *gen_worker(void *arg)
+{
+    gen_job *j = arg;
+    gen_rows_1(j->seed, j->t, j->r0, j->r1, j->out);
+    return NULL;
+}
+
+/* Generates stored rows [r0, r1) of t into out, split by rows over gen_threads threads. Every
+ * row is generated on its own, so the values do not depend on the thread count. */
+static void gen_rows(uint64_t seed, const fx_tensor *t, uint64_t r0, uint64_t r1, float *out)
+{
+    uint64_t rows = r1 - r0, cols = cols_of(t);
+    int nt = gen_threads;
+    if (nt > 64)
+        nt = 64;
+    if ((uint64_t)nt > rows)
+        nt = (int)rows;
+    if (nt <= 1 || rows * cols < 65536) {
+        gen_rows_1(seed, t, r0, r1, out);
+        return;
+    }
+    pthread_t th[64];
+    gen_job jobs[64];
+    int running[64] = {0};
+    for (int i = 0; i < nt; i++) {
+        uint64_t a = r0 + rows * (uint64_t)i / (uint64_t)nt, b = r0 + rows * (uint64_t)(i + 1) / (uint64_t)nt;
+        jobs[i] = (gen_job){seed, t, a, b, out + (a - r0) * cols};
+        /* Job 0, and any job whose thread cannot start, runs on this thread below. */
+        running[i] = i > 0 && pthread_create(&th[i], NULL, gen_worker, &jobs[i]) == 0;
+    }
+    for (int i = 0; i < nt; i++)
+        if (!running[i])
+            gen_worker(&jobs[i]);
+    for (int i = 0; i < nt; i++)
+        if (running[i])
+            pthread_join(th[i], NULL);
 }
 
 static void fail_lq(const lq_error *err)
@@ -623,6 +671,7 @@ static void usage(FILE *f)
         "  --seed N            generator seed, 0..2^64-1 (default 1)\n"
         "  --max-shard-size B  bytes of tensor data per shard, >= 1 (default: tiny 8000000,\n"
         "                      medium 5000000000)\n"
+        "  --threads N         generator threads, 1..64 (default 1); output does not depend on it\n"
         "  --no-drafter        do not write dflash/ (tiny only; medium never has one)\n"
         "  -q, --quiet         no per-file lines on stderr\n"
         "  -h, --help          this text\n"
@@ -694,6 +743,14 @@ int main(int argc, char **argv)
                 fprintf(stderr, "mimo-mkfixture: --max-shard-size: need an integer >= 1: %s\n", v);
                 return 2;
             }
+            i++;
+        } else if (!strcmp(a, "--threads") && v) {
+            uint64_t n = 0;
+            if (parse_u64(v, &n) || n < 1 || n > 64) {
+                fprintf(stderr, "mimo-mkfixture: --threads: need 1..64: %s\n", v);
+                return 2;
+            }
+            gen_threads = (int)n;
             i++;
         } else if (!strcmp(a, "--no-drafter")) {
             drafter = 0;
