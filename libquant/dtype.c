@@ -170,17 +170,23 @@ float lq_f16_to_f32(uint16_t h)
     return bits_f32(sign | ((e + 112u) << 23) | (m << 13));
 }
 
-uint16_t lq_f32_to_f16(float f)
+/* Sign, NaN and overflow handling around encode_minifloat for a format `width` bits wide:
+ * NaN -> nan_code with the input's sign; codes above max_code (overflow) -> max_code. */
+static uint32_t encode_small(float f, unsigned width, unsigned mbits, int bias,
+                             uint32_t nan_code, uint32_t max_code)
 {
     uint32_t u = f32_bits(f);
-    uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
+    uint32_t sign = (u >> 31) << (width - 1);
     uint32_t a = u & 0x7FFFFFFFu;
     if (a > 0x7F800000u)
-        return (uint16_t)(sign | 0x7E00u);
-    uint32_t c = encode_minifloat(a, 10, 15);
-    if (c > 0x7C00u)
-        c = 0x7C00u;
-    return (uint16_t)(sign | c);
+        return sign | nan_code;
+    uint32_t c = encode_minifloat(a, mbits, bias);
+    return sign | (c > max_code ? max_code : c);
+}
+
+uint16_t lq_f32_to_f16(float f)
+{
+    return (uint16_t)encode_small(f, 16, 10, 15, 0x7E00u, 0x7C00u);
 }
 
 float lq_e4m3_to_f32(uint8_t b)
@@ -198,28 +204,14 @@ float lq_e4m3_to_f32(uint8_t b)
 
 uint8_t lq_f32_to_e4m3(float f)
 {
-    uint32_t u = f32_bits(f);
-    uint8_t sign = (uint8_t)((u >> 24) & 0x80u);
-    uint32_t a = u & 0x7FFFFFFFu;
-    if (a > 0x7F800000u)
-        return (uint8_t)(sign | 0x7Fu);
-    uint32_t c = encode_minifloat(a, 3, 7);
-    if (c > 0x7Fu)
-        c = 0x7Fu; /* code 0x7F is NaN in e4m3fn: overflow is NaN, as in ml_dtypes */
-    return (uint8_t)(sign | c);
+    /* code 0x7F is NaN in e4m3fn: overflow is NaN, as in ml_dtypes */
+    return (uint8_t)encode_small(f, 8, 3, 7, 0x7Fu, 0x7Fu);
 }
 
 uint8_t lq_f32_to_e4m3_sat(float f)
 {
-    uint32_t u = f32_bits(f);
-    uint8_t sign = (uint8_t)((u >> 24) & 0x80u);
-    uint32_t a = u & 0x7FFFFFFFu;
-    if (a > 0x7F800000u)
-        return (uint8_t)(sign | 0x7Fu);
-    uint32_t c = encode_minifloat(a, 3, 7);
-    if (c > 0x7Eu)
-        c = 0x7Eu;
-    return (uint8_t)(sign | c);
+    /* finite overflow (and inf) clamps to +-448 */
+    return (uint8_t)encode_small(f, 8, 3, 7, 0x7Fu, 0x7Eu);
 }
 
 float lq_e5m2_to_f32(uint8_t b)
@@ -237,15 +229,8 @@ float lq_e5m2_to_f32(uint8_t b)
 
 uint8_t lq_f32_to_e5m2(float f)
 {
-    uint32_t u = f32_bits(f);
-    uint8_t sign = (uint8_t)((u >> 24) & 0x80u);
-    uint32_t a = u & 0x7FFFFFFFu;
-    if (a > 0x7F800000u)
-        return (uint8_t)(sign | 0x7Eu);
-    uint32_t c = encode_minifloat(a, 2, 15);
-    if (c > 0x7Cu)
-        c = 0x7Cu;
-    return (uint8_t)(sign | c);
+    /* overflow rounds to inf (0x7C); NaN keeps its sign */
+    return (uint8_t)encode_small(f, 8, 2, 15, 0x7Eu, 0x7Cu);
 }
 
 float lq_e8m0_to_f32(uint8_t b)
