@@ -19,6 +19,12 @@
 #include "outfile.h"
 #include "stwriter.h"
 #include "torchzip.h"
+#include "plan.h"
+#include "jsonw.h"
+#include "sign.h"
+#include "mimo_config.h"
+#include "drafter.h"
+#include "convert.h"
 
 #define LQ_VERSION_STRING "0.1.0"
 

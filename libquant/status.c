@@ -18,6 +18,8 @@ const char *lq_status_str(lq_status st)
     case LQ_ERR_NOT_FOUND: return "not found";
     case LQ_ERR_LIMIT: return "limit exceeded";
     case LQ_ERR_CUDA: return "CUDA error";
+    case LQ_ERR_CANCELLED: return "cancelled";
+    case LQ_ERR_CHECK_FAILED: return "check failed";
     }
     return "unknown status";
 }

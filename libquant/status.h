@@ -22,7 +22,9 @@ typedef enum lq_status {
     LQ_ERR_NUMERIC = 6,          /* non-finite value where a finite one is required */
     LQ_ERR_NOT_FOUND = 7,        /* named tensor, key or file absent */
     LQ_ERR_LIMIT = 8,            /* a resource cap was hit before allocating (header size, tensor count) */
-    LQ_ERR_CUDA = 9
+    LQ_ERR_CUDA = 9,
+    LQ_ERR_CANCELLED = 10,       /* stopped on request (SIGINT/SIGTERM); completed work is kept */
+    LQ_ERR_CHECK_FAILED = 11     /* the work was done but a quality gate failed (e.g. --min-sqnr) */
 } lq_status;
 
 /* Short stable name of a status ("ok", "corrupt input", ...). Never NULL. */

@@ -1,0 +1,1102 @@
+/* Running a conversion plan and assembling OUT (convert.h).
+ *
+ * Work directory of a part:
+ *   .mimo-plan.json          fingerprint, part i/N, and the plan (written once)
+ *   model-0000k-of-0000N.safetensors   finished shards (published atomically by the writer)
+ *   .mimo-done-<shard>.json  size, SHA-256 and MXFP4 error accumulators of a finished shard
+ *   .mimo-src-<j>.json       SHA-256 of source file j (each source file is hashed by one part)
+ *   .mimo-extras.json        part 1: config.json, copied files and the drafter, with digests
+ * A shard counts as done only once its record exists, and the record is written only after the
+ * shard itself is published, so a kill at any instant leaves either a complete, recorded shard or
+ * a temporary that resume deletes. Records are one small file per shard, so the cost of keeping
+ * state does not grow with the model. */
+#include "convert.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "json.h"
+#include "jsonw.h"
+#include "libquant.h"
+#include "outfile.h"
+#include "stwriter.h"
+
+#define COPY_CHUNK ((size_t)64 << 20)
+#define HASH_BUF ((size_t)8 << 20)
+
+/* ---- small utilities ---- */
+
+static void hex32(const uint8_t d[32], char out[65]) { lq_hex(d, 32, out); }
+
+static int unhex32(const char *s, uint8_t out[32])
+{
+    if (!s || strlen(s) != 64)
+        return -1;
+    for (int i = 0; i < 32; i++) {
+        unsigned v = 0;
+        for (int k = 0; k < 2; k++) {
+            char c = s[2 * i + k];
+            v <<= 4;
+            if (c >= '0' && c <= '9')
+                v |= (unsigned)(c - '0');
+            else if (c >= 'a' && c <= 'f')
+                v |= (unsigned)(c - 'a' + 10);
+            else
+                return -1;
+        }
+        out[i] = (uint8_t)v;
+    }
+    return 0;
+}
+
+static char *path_join(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    char *s = malloc(la + lb + 2);
+    if (!s)
+        return NULL;
+    memcpy(s, a, la);
+    s[la] = '/';
+    memcpy(s + la + 1, b, lb + 1);
+    return s;
+}
+
+static int cancelled(const lq_run_opts *o) { return o->cancel && *o->cancel; }
+
+void lq_work_dir_name(const char *out, char *buf, size_t cap)
+{
+    size_t n = strlen(out);
+    while (n > 1 && out[n - 1] == '/')
+        n--;
+    snprintf(buf, cap, "%.*s.mimo-partial", (int)n, out);
+}
+
+/* Streams a file through SHA-256 (and optionally into an output file). */
+static lq_status hash_copy(const char *src, const char *dst, uint8_t sha[32], uint64_t *size,
+                           volatile sig_atomic_t *cancel, volatile sig_atomic_t *stop, lq_error *err)
+{
+    lq_status st = LQ_OK;
+    uint8_t *buf = malloc(HASH_BUF);
+    lq_outfile *of = NULL;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int fd = open(src, O_RDONLY | O_CLOEXEC);
+    uint64_t total = 0;
+    if (!buf || !ctx) {
+        st = lq_fail(err, LQ_ERR_NO_MEMORY, src, NULL, NULL, "out of memory");
+        goto cleanup;
+    }
+    if (fd < 0) {
+        st = lq_fail(err, errno == ENOENT ? LQ_ERR_NOT_FOUND : LQ_ERR_IO, src, NULL, NULL,
+                     "cannot open: %s", strerror(errno));
+        goto cleanup;
+    }
+    if (dst && (st = lq_outfile_open(dst, &of, err)) != LQ_OK)
+        goto cleanup;
+    if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+        st = lq_fail(err, LQ_ERR_IO, src, NULL, NULL, "SHA-256 initialisation failed");
+        goto cleanup;
+    }
+    for (;;) {
+        if ((cancel && *cancel) || (stop && *stop)) {
+            st = lq_fail(err, LQ_ERR_CANCELLED, src, NULL, "RUN_CANCELLED", "interrupted");
+            goto cleanup;
+        }
+        ssize_t r = read(fd, buf, HASH_BUF);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            st = lq_fail(err, LQ_ERR_IO, src, NULL, NULL, "read failed: %s", strerror(errno));
+            goto cleanup;
+        }
+        if (r == 0)
+            break;
+        EVP_DigestUpdate(ctx, buf, (size_t)r);
+        if (of && (st = lq_outfile_write(of, buf, (size_t)r, err)) != LQ_OK) {
+            of = NULL; /* the outfile removed its temporary */
+            goto cleanup;
+        }
+        total += (uint64_t)r;
+    }
+    EVP_DigestFinal_ex(ctx, sha, NULL);
+    if (of) {
+        uint8_t osha[32];
+        st = lq_outfile_commit(of, osha, NULL, err);
+        of = NULL;
+        if (st == LQ_OK && memcmp(osha, sha, 32) != 0)
+            st = lq_fail(err, LQ_ERR_IO, dst, NULL, NULL, "copy differs from its source");
+    }
+    if (size)
+        *size = total;
+cleanup:
+    lq_outfile_abort(of);
+    if (fd >= 0)
+        close(fd);
+    EVP_MD_CTX_free(ctx);
+    free(buf);
+    return st;
+}
+
+static lq_status write_text(const char *path, const char *text, uint8_t sha[32], uint64_t *size, lq_error *err)
+{
+    size_t n = strlen(text);
+    if (size)
+        *size = n;
+    return lq_write_file_atomic(path, text, n, sha, err);
+}
+
+/* Reads a small JSON state file (strict). */
+static lq_status read_json(const char *path, cJSON **out, lq_error *err)
+{
+    return lq_json_parse_file(path, (size_t)256 << 20, NULL, out, err);
+}
+
+static const char *jstr(const cJSON *o, const char *k)
+{
+    const cJSON *v = lq_json_get(o, k);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static uint64_t ju64(const cJSON *o, const char *k, int *ok)
+{
+    uint64_t v = 0;
+    if (lq_json_u64(lq_json_get(o, k), &v) != 0)
+        *ok = 0;
+    return v;
+}
+
+/* ---- parallel loops ---- */
+
+typedef void (*range_fn)(void *ctx, size_t begin, size_t end);
+
+typedef struct pf_job {
+    range_fn fn;
+    void *ctx;
+    size_t b, e;
+} pf_job;
+
+static void *pf_worker(void *arg)
+{
+    pf_job *j = arg;
+    j->fn(j->ctx, j->b, j->e);
+    return NULL;
+}
+
+/* Splits [0, n) into `threads` contiguous ranges; which range a thread gets never changes a
+ * result, because every item writes only its own output. */
+static void parallel_for(int threads, size_t n, range_fn fn, void *ctx)
+{
+    if (threads > 64)
+        threads = 64;
+    if ((size_t)threads > n)
+        threads = (int)n;
+    if (threads <= 1) {
+        if (n)
+            fn(ctx, 0, n);
+        return;
+    }
+    pthread_t th[64];
+    pf_job jobs[64];
+    int running[64] = {0};
+    for (int i = 0; i < threads; i++) {
+        jobs[i] = (pf_job){fn, ctx, n * (size_t)i / (size_t)threads, n * (size_t)(i + 1) / (size_t)threads};
+        running[i] = i > 0 && pthread_create(&th[i], NULL, pf_worker, &jobs[i]) == 0;
+    }
+    for (int i = 0; i < threads; i++)
+        if (!running[i])
+            pf_worker(&jobs[i]);
+    for (int i = 0; i < threads; i++)
+        if (running[i])
+            pthread_join(th[i], NULL);
+}
+
+/* ---- fingerprint and plan file ---- */
+
+static const char *rule_name(lq_rule r)
+{
+    switch (r) {
+    case LQ_RULE_KEEP: return "keep";
+    case LQ_RULE_MXFP4: return "mxfp4";
+    case LQ_RULE_MXFP4_SCALE: return "mxfp4_scale";
+    case LQ_RULE_PASSTHROUGH: return "passthrough";
+    }
+    return "keep";
+}
+
+/* Logical parameters a tensor stands for: scale tensors stand for none. */
+static uint64_t params_of(const lq_plan_tensor *t)
+{
+    if (t->rule == LQ_RULE_MXFP4)
+        return t->shape[0] * t->shape[1] * 2;
+    if (t->rule == LQ_RULE_MXFP4_SCALE)
+        return 0;
+    size_t n = strlen(t->name);
+    if ((n > 10 && !strcmp(t->name + n - 10, "_scale_inv")) || (n > 13 && !strcmp(t->name + n - 13, ".weight_scale")))
+        return 0;
+    if (t->rule == LQ_RULE_PASSTHROUGH)
+        return t->shape[0] * t->shape[1] * 2;
+    uint64_t p = 1;
+    for (uint32_t i = 0; i < t->rank; i++)
+        p *= t->shape[i];
+    return p;
+}
+
+/* Source description: config and index digests, and each shard's name, size and header digest
+ * (the headers fix every tensor's name, dtype, shape and offset). Content digests of the source
+ * files are added while the parts run. */
+static lq_status describe_source(const lq_ckpt *src, lq_jw *w, EVP_MD_CTX *fp, lq_error *err)
+{
+    const char *dir = lq_ckpt_dir(src);
+    static const char *const meta_files[] = {"config.json", "model.safetensors.index.json"};
+    lq_jw_key(w, "source");
+    lq_jw_begin_object(w);
+    for (int k = 0; k < 2; k++) {
+        char *path = path_join(dir, meta_files[k]);
+        if (!path)
+            return lq_fail(err, LQ_ERR_NO_MEMORY, dir, NULL, NULL, "out of memory");
+        uint8_t sha[32];
+        uint64_t size = 0;
+        lq_status st = hash_copy(path, NULL, sha, &size, NULL, NULL, err);
+        free(path);
+        if (st == LQ_ERR_NOT_FOUND)
+            continue;
+        if (st != LQ_OK)
+            return st;
+        char hx[65];
+        hex32(sha, hx);
+        lq_jw_key(w, k == 0 ? "config_sha256" : "index_sha256");
+        lq_jw_string(w, hx);
+        EVP_DigestUpdate(fp, hx, 64);
+    }
+    lq_jw_key(w, "shards");
+    lq_jw_begin_array(w);
+    for (size_t i = 0; i < lq_ckpt_shard_count(src); i++) {
+        const lq_st_file *f = lq_ckpt_shard(src, i);
+        const char *name = lq_ckpt_shard_name(src, i);
+        uint64_t hl = 8 + lq_st_header_len(f);
+        uint8_t *hdr = malloc(hl);
+        FILE *fh = fopen(lq_st_path(f), "rb");
+        int ok = hdr && fh && fread(hdr, 1, hl, fh) == hl;
+        if (fh)
+            fclose(fh);
+        if (!ok) {
+            free(hdr);
+            return lq_fail(err, LQ_ERR_IO, lq_st_path(f), NULL, NULL, "cannot read the header again");
+        }
+        uint8_t sha[32];
+        char hx[65];
+        lq_sha256(hdr, hl, sha);
+        free(hdr);
+        hex32(sha, hx);
+        lq_jw_begin_object(w);
+        lq_jw_key(w, "name");
+        lq_jw_string(w, name);
+        lq_jw_key(w, "size");
+        lq_jw_u64(w, lq_st_file_size(f));
+        lq_jw_key(w, "header_sha256");
+        lq_jw_string(w, hx);
+        lq_jw_end_object(w);
+        char num[32];
+        snprintf(num, sizeof(num), "%llu", (unsigned long long)lq_st_file_size(f));
+        EVP_DigestUpdate(fp, name, strlen(name) + 1);
+        EVP_DigestUpdate(fp, num, strlen(num) + 1);
+        EVP_DigestUpdate(fp, hx, 64);
+    }
+    lq_jw_end_array(w);
+    lq_jw_end_object(w);
+    return LQ_OK;
+}
+
+/* Writes .mimo-plan.json text: fingerprint, part, and everything merge needs without SRC. */
+static lq_status plan_text(const lq_ckpt *src, const lq_plan *p, const lq_run_opts *o, char **text,
+                           char fp_hex[65], lq_error *err)
+{
+    lq_status st = LQ_OK;
+    lq_jw *w = lq_jw_new(0), *body = lq_jw_new(0);
+    EVP_MD_CTX *fp = EVP_MD_CTX_new();
+    char *body_text = NULL;
+    if (!w || !body || !fp) {
+        st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+        goto cleanup;
+    }
+    EVP_DigestInit_ex(fp, EVP_sha256(), NULL);
+    const char *tool = "mimo-quant " LQ_VERSION_STRING;
+    EVP_DigestUpdate(fp, tool, strlen(tool) + 1);
+    const char *opts = o->options_json ? o->options_json : "{}";
+    EVP_DigestUpdate(fp, opts, strlen(opts) + 1);
+    if (o->source_fingerprint_extra)
+        EVP_DigestUpdate(fp, o->source_fingerprint_extra, strlen(o->source_fingerprint_extra) + 1);
+    char np[32];
+    snprintf(np, sizeof(np), "parts %u", o->nparts);
+    EVP_DigestUpdate(fp, np, strlen(np) + 1);
+
+    lq_jw_begin_object(body);
+    lq_jw_key(body, "options");
+    lq_jw_raw(body, opts);
+    if ((st = describe_source(src, body, fp, err)) != LQ_OK)
+        goto cleanup;
+    lq_jw_key(body, "source_files");
+    lq_jw_begin_array(body);
+    for (size_t i = 0; i < lq_ckpt_shard_count(src); i++)
+        lq_jw_string(body, lq_ckpt_shard_name(src, i));
+    lq_jw_end_array(body);
+    lq_jw_key(body, "total_size");
+    lq_jw_u64(body, p->total_bytes);
+    lq_jw_key(body, "shards");
+    lq_jw_begin_array(body);
+    for (uint32_t s = 0; s < p->nshards; s++)
+        lq_jw_string(body, p->shard_names[s]);
+    lq_jw_end_array(body);
+    lq_jw_key(body, "tensors");
+    lq_jw_begin_array(body);
+    for (size_t i = 0; i < p->n; i++) {
+        const lq_plan_tensor *t = &p->t[i];
+        lq_jw_begin_array(body);
+        lq_jw_string(body, t->name);
+        lq_jw_string(body, lq_dtype_name(t->dtype));
+        lq_jw_begin_array(body);
+        for (uint32_t k = 0; k < t->rank; k++)
+            lq_jw_u64(body, t->shape[k]);
+        lq_jw_end_array(body);
+        lq_jw_u64(body, t->shard);
+        lq_jw_string(body, rule_name(t->rule));
+        lq_jw_string(body, lq_plan_class_name(t->mclass));
+        lq_jw_u64(body, params_of(t));
+        lq_jw_string(body, lq_dtype_name(t->src.info->dtype));
+        lq_jw_end_array(body);
+    }
+    lq_jw_end_array(body);
+    lq_jw_end_object(body);
+    size_t blen = 0;
+    if ((st = lq_jw_finish(body, &body_text, &blen, err)) != LQ_OK)
+        goto cleanup;
+    EVP_DigestUpdate(fp, body_text, blen);
+    uint8_t d[32];
+    EVP_DigestFinal_ex(fp, d, NULL);
+    hex32(d, fp_hex);
+
+    lq_jw_begin_object(w);
+    lq_jw_key(w, "schema");
+    lq_jw_u64(w, 1);
+    lq_jw_key(w, "fingerprint");
+    lq_jw_string(w, fp_hex);
+    lq_jw_key(w, "part");
+    lq_jw_u64(w, o->part);
+    lq_jw_key(w, "nparts");
+    lq_jw_u64(w, o->nparts);
+    lq_jw_key(w, "plan");
+    lq_jw_raw(w, body_text);
+    lq_jw_end_object(w);
+    st = lq_jw_finish(w, text, NULL, err);
+cleanup:
+    free(body_text);
+    lq_jw_free(w);
+    lq_jw_free(body);
+    EVP_MD_CTX_free(fp);
+    return st;
+}
+
+/* ---- config.json output: the plan's cJSON tree written like json.dumps(indent=2) ---- */
+
+static void emit_number(lq_jw *w, double v)
+{
+    if (v == floor(v) && fabs(v) <= 9007199254740992.0) {
+        if (v < 0)
+            lq_jw_i64(w, (int64_t)v);
+        else
+            lq_jw_u64(w, (uint64_t)v);
+        return;
+    }
+    /* Shortest of 15..17 significant digits that reads back exactly, as Python's repr does. */
+    for (int d = 15; d <= 17; d++) {
+        char buf[40];
+        snprintf(buf, sizeof(buf), "%.*g", d, v);
+        if (strtod(buf, NULL) == v || d == 17) {
+            lq_jw_double(w, v, d);
+            return;
+        }
+    }
+}
+
+static void emit_cjson(lq_jw *w, const cJSON *c)
+{
+    if (cJSON_IsObject(c)) {
+        lq_jw_begin_object(w);
+        for (const cJSON *ch = c->child; ch; ch = ch->next) {
+            lq_jw_key(w, ch->string);
+            emit_cjson(w, ch);
+        }
+        lq_jw_end_object(w);
+    } else if (cJSON_IsArray(c)) {
+        lq_jw_begin_array(w);
+        for (const cJSON *ch = c->child; ch; ch = ch->next)
+            emit_cjson(w, ch);
+        lq_jw_end_array(w);
+    } else if (cJSON_IsString(c)) {
+        lq_jw_string(w, c->valuestring);
+    } else if (cJSON_IsNumber(c)) {
+        emit_number(w, c->valuedouble);
+    } else if (cJSON_IsBool(c)) {
+        lq_jw_bool(w, cJSON_IsTrue(c));
+    } else {
+        lq_jw_null(w);
+    }
+}
+
+static lq_status config_text(const cJSON *cfg, char **text, lq_error *err)
+{
+    lq_jw *w = lq_jw_new(2);
+    if (!w)
+        return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+    emit_cjson(w, cfg);
+    size_t n = 0;
+    char *t = NULL;
+    lq_status st = lq_jw_finish(w, &t, &n, err);
+    lq_jw_free(w);
+    if (st != LQ_OK)
+        return st;
+    char *t2 = realloc(t, n + 2);
+    if (!t2) {
+        free(t);
+        return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+    }
+    if (n == 0 || t2[n - 1] != '\n') {
+        t2[n] = '\n';
+        t2[n + 1] = 0;
+    }
+    *text = t2;
+    return LQ_OK;
+}
+
+/* ---- source hashing (runs beside the conversion) ---- */
+
+typedef struct hash_task {
+    const lq_ckpt *src;
+    const char *work;
+    size_t first, last;          /* source shards [first, last) */
+    volatile sig_atomic_t *cancel;   /* the caller's request */
+    volatile sig_atomic_t stop;      /* the part failed: stop hashing */
+    lq_status st;
+    lq_error err;
+} hash_task;
+
+static void *hash_worker(void *arg)
+{
+    hash_task *h = arg;
+    lq_error_clear(&h->err);
+    for (size_t j = h->first; j < h->last && h->st == LQ_OK; j++) {
+        char rec[64];
+        snprintf(rec, sizeof(rec), ".mimo-src-%zu.json", j);
+        char *rpath = path_join(h->work, rec);
+        if (!rpath) {
+            h->st = lq_fail(&h->err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+            break;
+        }
+        if (access(rpath, F_OK) == 0) { /* hashed by an earlier, interrupted run */
+            free(rpath);
+            continue;
+        }
+        const lq_st_file *f = lq_ckpt_shard(h->src, j);
+        uint8_t sha[32];
+        uint64_t size = 0;
+        h->st = hash_copy(lq_st_path(f), NULL, sha, &size, h->cancel, &h->stop, &h->err);
+        if (h->st == LQ_OK) {
+            char hx[65], text[512];
+            hex32(sha, hx);
+            lq_jw *w = lq_jw_new(0);
+            lq_jw_begin_object(w);
+            lq_jw_key(w, "index");
+            lq_jw_u64(w, j);
+            lq_jw_key(w, "name");
+            lq_jw_string(w, lq_ckpt_shard_name(h->src, j));
+            lq_jw_key(w, "size");
+            lq_jw_u64(w, size);
+            lq_jw_key(w, "sha256");
+            lq_jw_string(w, hx);
+            lq_jw_end_object(w);
+            char *t = NULL;
+            h->st = lq_jw_finish(w, &t, NULL, &h->err);
+            lq_jw_free(w);
+            if (h->st == LQ_OK) {
+                snprintf(text, sizeof(text), "%s", t);
+                h->st = write_text(rpath, text, NULL, NULL, &h->err);
+            }
+            free(t);
+        }
+        free(rpath);
+    }
+    return NULL;
+}
+
+/* ---- quantizing one tensor ---- */
+
+typedef struct qctx {
+    const lq_plan *p;
+    const lq_plan_tensor *t;
+    const uint8_t *src;          /* whole source tensor */
+    const uint8_t *scale_src;    /* FP8: whole weight_scale_inv */
+    uint64_t K, r0;              /* columns; first row of the chunk */
+    float *f32;                  /* chunk rows, f32 */
+    uint8_t *packed;             /* chunk codes */
+    uint8_t *scales;             /* whole tensor's scales */
+    lq_err_acc *row_acc;         /* per chunk row */
+    int threads;
+    lq_status st;                /* first failing decode (FP8) */
+    lq_error err;
+    pthread_mutex_t mu;
+} qctx;
+
+static void decode_rows(void *arg, size_t b, size_t e)
+{
+    qctx *c = arg;
+    const lq_plan_tensor *t = c->t;
+    lq_dtype dt = t->src.info->dtype;
+    uint64_t K = c->K;
+    if (dt == LQ_DTYPE_F8_E4M3 || dt == LQ_DTYPE_F8_E5M2) {
+        lq_error e2;
+        lq_status st = lq_fp8_block_dequant(&t->grid, dt, c->src, t->src_scale.info->dtype, c->scale_src,
+                                            c->r0 + b, c->r0 + e, c->f32 + b * K, t->src.info->name, &e2);
+        if (st != LQ_OK) {
+            pthread_mutex_lock(&c->mu);
+            if (c->st == LQ_OK) {
+                c->st = st;
+                c->err = e2;
+            }
+            pthread_mutex_unlock(&c->mu);
+        }
+        return;
+    }
+    size_t esz = lq_dtype_bits(dt) / 8;
+    lq_to_f32(dt, c->src + (c->r0 + b) * K * esz, (size_t)((e - b) * K), c->f32 + b * K);
+}
+
+/* Per-row error accumulators: each row is summed on its own and rows are merged in order, so
+ * the metrics are the same whatever the thread count. */
+static void measure_rows(void *arg, size_t b, size_t e)
+{
+    qctx *c = arg;
+    uint64_t K = c->K;
+    float *q = malloc(K * sizeof(float));
+    for (size_t r = b; r < e; r++) {
+        const uint8_t *sc = c->scales + (c->r0 + r) * (K / 32);
+        lq_err_acc_init(&c->row_acc[r]);
+        if (!q) {
+            c->row_acc[r].nonfinite = 1; /* reported as a failure below */
+            continue;
+        }
+        lq_mxfp4_dequantize(c->packed + r * (K / 2), sc, (size_t)K, q, NULL);
+        lq_err_acc_add(&c->row_acc[r], c->f32 + r * K, q, (size_t)K, sc);
+    }
+    free(q);
+}
+
+/* ---- running a part ---- */
+
+typedef struct part_ctx {
+    const lq_ckpt *src;
+    const lq_plan *p;
+    const lq_run_opts *o;
+    const char *work;
+    float *f32;
+    uint8_t *packed;
+    lq_err_acc *row_acc;
+    uint64_t row_acc_cap;
+    uint64_t chunk_elems;
+    uint8_t *scales;             /* scales of the MXFP4 weight written last */
+    uint64_t scales_len;
+    size_t scales_quant;
+    uint64_t done_bytes, total_bytes;
+    size_t done_tensors, total_tensors;
+} part_ctx;
+
+static uint64_t src_bytes_of(const lq_plan_tensor *t)
+{
+    if (t->rule == LQ_RULE_MXFP4_SCALE)
+        return 0;
+    return t->src.info->nbytes + (t->rule == LQ_RULE_MXFP4 && t->has_src_scale ? t->src_scale.info->nbytes : 0);
+}
+
+static lq_status write_mxfp4(part_ctx *pc, const lq_plan_tensor *t, lq_stw *w, lq_err_acc *acc, lq_error *err)
+{
+    const lq_tensor_info *si = t->src.info;
+    uint64_t N = si->shape[0], K = si->shape[1];
+    uint64_t rows_per = pc->chunk_elems / K ? pc->chunk_elems / K : 1;
+    if (rows_per > pc->row_acc_cap) {
+        lq_err_acc *ra = realloc(pc->row_acc, rows_per * sizeof(*ra));
+        if (!ra)
+            return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, t->name, NULL, "out of memory");
+        pc->row_acc = ra;
+        pc->row_acc_cap = rows_per;
+    }
+    uint8_t *scales = malloc(N * (K / 32) + 1);
+    if (!scales)
+        return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, t->name, NULL, "cannot allocate %llu scale bytes",
+                       (unsigned long long)(N * K / 32));
+    qctx c = {.p = pc->p, .t = t, .src = lq_st_data(t->src.file, si),
+              .scale_src = t->has_src_scale ? lq_st_data(t->src_scale.file, t->src_scale.info) : NULL,
+              .K = K, .f32 = pc->f32, .packed = pc->packed, .scales = scales, .row_acc = pc->row_acc,
+              .threads = pc->o->threads, .st = LQ_OK};
+    pthread_mutex_init(&c.mu, NULL);
+    lq_status st = LQ_OK;
+    lq_err_acc_init(acc);
+    for (uint64_t r0 = 0; r0 < N && st == LQ_OK; r0 += rows_per) {
+        if (cancelled(pc->o)) {
+            st = lq_fail(err, LQ_ERR_CANCELLED, NULL, t->name, "RUN_CANCELLED", "interrupted");
+            break;
+        }
+        uint64_t nr = r0 + rows_per < N ? rows_per : N - r0;
+        c.r0 = r0;
+        parallel_for(pc->o->threads, (size_t)nr, decode_rows, &c);
+        if (c.st != LQ_OK) {
+            *err = c.err;
+            st = c.st;
+            break;
+        }
+        size_t bad = 0;
+        st = lq_mxfp4_quantize_mt(pc->f32, (size_t)(nr * K), pc->p->scale_mode, pc->packed,
+                                  scales + r0 * (K / 32), NULL, &bad, pc->o->threads);
+        if (st == LQ_ERR_NUMERIC) {
+            uint64_t row = r0 + bad / K, col = bad % K;
+            st = lq_fail(err, LQ_ERR_NUMERIC, lq_st_path(t->src.file), si->name, "QUANT_NONFINITE",
+                         "non-finite value %g at row %llu, column %llu", (double)pc->f32[bad],
+                         (unsigned long long)row, (unsigned long long)col);
+            break;
+        }
+        if (st != LQ_OK) {
+            lq_fail(err, st, lq_st_path(t->src.file), si->name, NULL, "quantization failed");
+            break;
+        }
+        parallel_for(pc->o->threads, (size_t)nr, measure_rows, &c);
+        for (uint64_t r = 0; r < nr; r++)
+            lq_err_acc_merge(acc, &pc->row_acc[r]);
+        st = lq_stw_write(w, pc->packed, (size_t)(nr * K / 2), err);
+    }
+    pthread_mutex_destroy(&c.mu);
+    if (st != LQ_OK) {
+        free(scales);
+        return st;
+    }
+    free(pc->scales);
+    pc->scales = scales;
+    pc->scales_len = N * (K / 32);
+    pc->scales_quant = t->quant;
+    return LQ_OK;
+}
+
+static lq_status copy_bytes(part_ctx *pc, lq_stw *w, const uint8_t *data, uint64_t n, const char *name,
+                            lq_error *err)
+{
+    for (uint64_t off = 0; off < n; off += COPY_CHUNK) {
+        if (cancelled(pc->o))
+            return lq_fail(err, LQ_ERR_CANCELLED, NULL, name, "RUN_CANCELLED", "interrupted");
+        size_t len = (size_t)(n - off < COPY_CHUNK ? n - off : COPY_CHUNK);
+        lq_status st = lq_stw_write(w, data + off, len, err);
+        if (st != LQ_OK)
+            return st;
+    }
+    return LQ_OK;
+}
+
+static int cmp_plan_name(const void *a, const void *b)
+{
+    const lq_plan_tensor *const *x = a, *const *y = b;
+    return strcmp((*x)->name, (*y)->name);
+}
+
+/* Writes shard s and its record. */
+static lq_status write_shard(part_ctx *pc, uint32_t s, lq_error *err)
+{
+    const lq_plan *p = pc->p;
+    lq_status st = LQ_OK;
+    char *path = path_join(pc->work, p->shard_names[s]);
+    size_t cnt = 0;
+    for (size_t i = 0; i < p->n; i++)
+        cnt += p->t[i].shard == s;
+    const lq_plan_tensor **byname = calloc(cnt + 1, sizeof(*byname));
+    lq_err_acc *accs = calloc(p->nquant + 1, sizeof(*accs));
+    const lq_plan_tensor **qt = calloc(cnt + 1, sizeof(*qt));
+    size_t nq = 0;
+    lq_stw *w = NULL;
+    lq_jw *jw = NULL;
+    char *text = NULL;
+    if (!path || !byname || !accs || !qt) {
+        st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+        goto cleanup;
+    }
+    cnt = 0;
+    for (size_t i = 0; i < p->n; i++)
+        if (p->t[i].shard == s)
+            byname[cnt++] = &p->t[i];
+    qsort(byname, cnt, sizeof(*byname), cmp_plan_name);
+    if ((st = lq_stw_create(path, &w, err)) != LQ_OK)
+        goto cleanup;
+    for (size_t i = 0; i < p->n && st == LQ_OK; i++)
+        if (p->t[i].shard == s)
+            st = lq_stw_add(w, p->t[i].name, p->t[i].dtype, p->t[i].rank, p->t[i].shape, err);
+    if (st != LQ_OK || (st = lq_stw_begin(w, err)) != LQ_OK)
+        goto cleanup;
+    const char *next;
+    while ((next = lq_stw_next(w)) != NULL) {
+        const lq_plan_tensor key = {.name = (char *)next}, *kp = &key;
+        const lq_plan_tensor **hit = bsearch(&kp, byname, cnt, sizeof(*byname), cmp_plan_name);
+        if (!hit) {
+            st = lq_fail(err, LQ_ERR_INVALID_ARGUMENT, path, next, NULL, "internal: tensor not in the plan");
+            goto cleanup;
+        }
+        const lq_plan_tensor *t = *hit;
+        lq_tensor_event ev = {.t = t, .in_bytes = src_bytes_of(t), .out_bytes = t->nbytes};
+        switch (t->rule) {
+        case LQ_RULE_KEEP:
+            st = copy_bytes(pc, w, lq_st_data(t->src.file, t->src.info), t->nbytes, t->name, err);
+            break;
+        case LQ_RULE_PASSTHROUGH: {
+            if (t->has_src_scale) {
+                const uint8_t *sc = lq_st_data(t->src_scale.file, t->src_scale.info);
+                for (uint64_t i = 0; i < t->src_scale.info->nbytes; i++)
+                    if (sc[i] == 0xFF) {
+                        st = lq_fail(err, LQ_ERR_CORRUPT, lq_st_path(t->src_scale.file),
+                                     t->src_scale.info->name, "QUANT_SCALE_NAN",
+                                     "E8M0 scale 0xFF (NaN) at byte %llu", (unsigned long long)i);
+                        goto cleanup;
+                    }
+            }
+            st = copy_bytes(pc, w, lq_st_data(t->src.file, t->src.info), t->nbytes, t->name, err);
+            break;
+        }
+        case LQ_RULE_MXFP4:
+            st = write_mxfp4(pc, t, w, &accs[nq], err);
+            if (st == LQ_OK) {
+                ev.quantized = 1;
+                ev.out_bytes = t->nbytes + pc->scales_len;
+                lq_err_acc_finish(&accs[nq], &ev.m);
+                qt[nq++] = t;
+            }
+            break;
+        case LQ_RULE_MXFP4_SCALE:
+            if (!pc->scales || pc->scales_quant != t->quant || pc->scales_len != t->nbytes) {
+                st = lq_fail(err, LQ_ERR_INVALID_ARGUMENT, path, t->name, NULL,
+                             "internal: scales requested before their weight");
+                goto cleanup;
+            }
+            st = lq_stw_write(w, pc->scales, (size_t)t->nbytes, err);
+            free(pc->scales);
+            pc->scales = NULL;
+            break;
+        }
+        if (st != LQ_OK)
+            goto cleanup;
+        if (t->rule != LQ_RULE_MXFP4_SCALE) {
+            pc->done_bytes += ev.in_bytes;
+            pc->done_tensors++;
+            ev.done_bytes = pc->done_bytes;
+            ev.total_bytes = pc->total_bytes;
+            ev.done_tensors = pc->done_tensors;
+            ev.total_tensors = pc->total_tensors;
+            if (pc->o->progress)
+                pc->o->progress(pc->o->user, &ev);
+        }
+    }
+    uint8_t sha[32];
+    uint64_t size = 0;
+    st = lq_stw_finish(w, sha, &size, err);
+    w = NULL;
+    if (st != LQ_OK)
+        goto cleanup;
+    /* The record, written after the shard is published. */
+    char hx[65];
+    hex32(sha, hx);
+    jw = lq_jw_new(0);
+    lq_jw_begin_object(jw);
+    lq_jw_key(jw, "shard");
+    lq_jw_string(jw, p->shard_names[s]);
+    lq_jw_key(jw, "size");
+    lq_jw_u64(jw, size);
+    lq_jw_key(jw, "sha256");
+    lq_jw_string(jw, hx);
+    lq_jw_key(jw, "metrics");
+    lq_jw_begin_array(jw);
+    for (size_t i = 0; i < nq; i++) {
+        const lq_err_acc *a = &accs[i];
+        lq_jw_begin_array(jw);
+        lq_jw_string(jw, qt[i]->name);
+        lq_jw_u64(jw, a->n);
+        lq_jw_double_exact(jw, a->sum_w2);
+        lq_jw_double_exact(jw, a->sum_q2);
+        lq_jw_double_exact(jw, a->sum_wq);
+        lq_jw_double_exact(jw, a->sum_e2);
+        lq_jw_double_exact(jw, a->max_abs);
+        lq_jw_u64(jw, a->clipped);
+        lq_jw_u64(jw, a->zeroed);
+        lq_jw_u64(jw, a->nonfinite);
+        lq_jw_end_array(jw);
+    }
+    lq_jw_end_array(jw);
+    lq_jw_end_object(jw);
+    if ((st = lq_jw_finish(jw, &text, NULL, err)) != LQ_OK)
+        goto cleanup;
+    char rec[320];
+    snprintf(rec, sizeof(rec), ".mimo-done-%s.json", p->shard_names[s]);
+    char *rpath = path_join(pc->work, rec);
+    st = rpath ? write_text(rpath, text, NULL, NULL, err)
+               : lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+    free(rpath);
+cleanup:
+    lq_stw_abort(w);
+    lq_jw_free(jw);
+    free(text);
+    free(path);
+    free(byname);
+    free(accs);
+    free(qt);
+    return st;
+}
+
+/* Checks a finished shard against its record (resume). 1 = done and intact, 0 = not done. */
+static lq_status check_done(const char *work, const char *shard, int *done, lq_error *err)
+{
+    char rec[320];
+    snprintf(rec, sizeof(rec), ".mimo-done-%s.json", shard);
+    char *rpath = path_join(work, rec), *spath = path_join(work, shard);
+    lq_status st = LQ_OK;
+    cJSON *j = NULL;
+    *done = 0;
+    if (!rpath || !spath) {
+        st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+        goto cleanup;
+    }
+    if (access(rpath, F_OK) != 0)
+        goto cleanup;
+    if ((st = read_json(rpath, &j, err)) != LQ_OK)
+        goto cleanup;
+    int ok = 1;
+    uint64_t size = ju64(j, "size", &ok);
+    uint8_t want[32], got[32];
+    uint64_t gsize = 0;
+    if (!ok || unhex32(jstr(j, "sha256"), want) != 0) {
+        st = lq_fail(err, LQ_ERR_CORRUPT, rpath, NULL, "RUN_STATE", "malformed shard record");
+        goto cleanup;
+    }
+    st = hash_copy(spath, NULL, got, &gsize, NULL, NULL, err);
+    if (st != LQ_OK || gsize != size || memcmp(got, want, 32) != 0) {
+        st = lq_fail(err, LQ_ERR_CORRUPT, spath, NULL, "RUN_SHARD_DAMAGED",
+                     "completed shard no longer matches its record (size or SHA-256); remove the work "
+                     "directory to start over");
+        goto cleanup;
+    }
+    *done = 1;
+cleanup:
+    cJSON_Delete(j);
+    free(rpath);
+    free(spath);
+    return st;
+}
+
+/* Removes temporaries left by a killed writer (".NAME.tmp-PID"). */
+static void remove_temps(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.' && strstr(e->d_name, ".tmp-")) {
+            char *pth = path_join(dir, e->d_name);
+            if (pth)
+                unlink(pth);
+            free(pth);
+        }
+    }
+    closedir(d);
+}
+
+/* Part 1's other files: config.json and the extras, recorded in .mimo-extras.json. */
+static lq_status write_extras(part_ctx *pc, lq_error *err)
+{
+    const lq_run_opts *o = pc->o;
+    char *rpath = path_join(pc->work, ".mimo-extras.json");
+    lq_status st = LQ_OK;
+    lq_jw *jw = NULL;
+    char *cfg = NULL, *text = NULL;
+    if (!rpath)
+        return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+    if (access(rpath, F_OK) == 0)
+        goto cleanup;
+    jw = lq_jw_new(0);
+    lq_jw_begin_object(jw);
+    lq_jw_key(jw, "files");
+    lq_jw_begin_array(jw);
+    uint8_t sha[32];
+    uint64_t size = 0;
+    char hx[65];
+    if ((st = config_text(pc->p->config, &cfg, err)) != LQ_OK)
+        goto cleanup;
+    char *cpath = path_join(pc->work, "config.json");
+    st = cpath ? write_text(cpath, cfg, sha, &size, err) : LQ_ERR_NO_MEMORY;
+    free(cpath);
+    if (st != LQ_OK)
+        goto cleanup;
+    hex32(sha, hx);
+    lq_jw_begin_array(jw);
+    lq_jw_string(jw, "config.json");
+    lq_jw_u64(jw, size);
+    lq_jw_string(jw, hx);
+    lq_jw_end_array(jw);
+    for (size_t i = 0; i < o->nextras; i++) {
+        char *dst = path_join(pc->work, o->extras[i].out_name);
+        if (!dst) {
+            st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+            goto cleanup;
+        }
+        char *slash = strrchr(dst, '/');
+        if (slash && slash > dst + strlen(pc->work)) {
+            *slash = 0;
+            mkdir(dst, 0755);
+            *slash = '/';
+        }
+        st = hash_copy(o->extras[i].src_path, dst, sha, &size, o->cancel, NULL, err);
+        free(dst);
+        if (st != LQ_OK)
+            goto cleanup;
+        hex32(sha, hx);
+        lq_jw_begin_array(jw);
+        lq_jw_string(jw, o->extras[i].out_name);
+        lq_jw_u64(jw, size);
+        lq_jw_string(jw, hx);
+        lq_jw_end_array(jw);
+    }
+    lq_jw_end_array(jw);
+    lq_jw_end_object(jw);
+    if ((st = lq_jw_finish(jw, &text, NULL, err)) != LQ_OK)
+        goto cleanup;
+    st = write_text(rpath, text, NULL, NULL, err);
+cleanup:
+    lq_jw_free(jw);
+    free(cfg);
+    free(text);
+    free(rpath);
+    return st;
+}
+
+lq_status lq_run_part(const lq_ckpt *src, const lq_plan *p, const char *work, const lq_run_opts *o,
+                      lq_error *err)
+{
+    lq_status st = LQ_OK;
+    char *plan_txt = NULL, *ppath = NULL;
+    char fp[65];
+    cJSON *old = NULL;
+    part_ctx pc = {.src = src, .p = p, .o = o, .work = work};
+    pthread_t hth;
+    int hash_started = 0;
+    hash_task ht = {0};
+    if (o->part < 1 || o->part > o->nparts || o->threads < 1)
+        return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, NULL, NULL, NULL, "bad part or thread count");
+    if ((st = plan_text(src, p, o, &plan_txt, fp, err)) != LQ_OK)
+        return st;
+    ppath = path_join(work, ".mimo-plan.json");
+    if (!ppath) {
+        st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+        goto cleanup;
+    }
+    if (mkdir(work, 0755) != 0) {
+        if (errno != EEXIST) {
+            st = lq_fail(err, LQ_ERR_IO, work, NULL, "RUN_WORKDIR", "cannot create: %s", strerror(errno));
+            goto cleanup;
+        }
+        if (!o->resume) {
+            st = lq_fail(err, LQ_ERR_INVALID_ARGUMENT, work, NULL, "RUN_EXISTS",
+                         "a work directory from an earlier run exists: continue it with --resume, or remove it");
+            goto cleanup;
+        }
+        if ((st = read_json(ppath, &old, err)) != LQ_OK) {
+            if (st == LQ_ERR_NOT_FOUND)
+                st = lq_fail(err, LQ_ERR_CORRUPT, work, NULL, "RUN_STATE",
+                             "exists but holds no run state (%s); remove it", ".mimo-plan.json");
+            goto cleanup;
+        }
+        int ok = 1;
+        const char *ofp = jstr(old, "fingerprint");
+        if (!ofp || strcmp(ofp, fp) != 0 || ju64(old, "part", &ok) != o->part ||
+            ju64(old, "nparts", &ok) != o->nparts || !ok) {
+            st = lq_fail(err, LQ_ERR_INVALID_ARGUMENT, work, NULL, "RUN_MISMATCH",
+                         "cannot resume: the earlier run used other inputs, options or part; remove the "
+                         "work directory to start over");
+            goto cleanup;
+        }
+        remove_temps(work);
+    } else if ((st = write_text(ppath, plan_txt, NULL, NULL, err)) != LQ_OK) {
+        goto cleanup;
+    }
+
+    /* Shards and source files of this part: contiguous ranges. */
+    uint32_t s0 = (uint32_t)((uint64_t)p->nshards * (o->part - 1) / o->nparts);
+    uint32_t s1 = (uint32_t)((uint64_t)p->nshards * o->part / o->nparts);
+    size_t nsrc = lq_ckpt_shard_count(src);
+    ht = (hash_task){.src = src, .work = work, .first = nsrc * (o->part - 1) / o->nparts,
+                     .last = nsrc * o->part / o->nparts, .cancel = o->cancel, .st = LQ_OK};
+    if (pthread_create(&hth, NULL, hash_worker, &ht) == 0)
+        hash_started = 1;
+    else
+        hash_worker(&ht);
+
+    for (size_t i = 0; i < p->n; i++)
+        if (p->t[i].shard >= s0 && p->t[i].shard < s1 && p->t[i].rule != LQ_RULE_MXFP4_SCALE) {
+            pc.total_bytes += src_bytes_of(&p->t[i]);
+            pc.total_tensors++;
+        }
+    pc.chunk_elems = LQ_CONVERT_CHUNK_ELEMS > p->max_quant_cols ? LQ_CONVERT_CHUNK_ELEMS : p->max_quant_cols;
+    pc.f32 = malloc(pc.chunk_elems * sizeof(float) + 16);
+    pc.packed = malloc(pc.chunk_elems / 2 + 16);
+    if (!pc.f32 || !pc.packed) {
+        st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "cannot allocate the quantization buffers");
+        goto cleanup;
+    }
+    for (uint32_t s = s0; s < s1; s++) {
+        int done = 0;
+        if ((st = check_done(work, p->shard_names[s], &done, err)) != LQ_OK)
+            goto cleanup;
+        if (done) {
+            for (size_t i = 0; i < p->n; i++)
+                if (p->t[i].shard == s && p->t[i].rule != LQ_RULE_MXFP4_SCALE) {
+                    pc.done_bytes += src_bytes_of(&p->t[i]);
+                    pc.done_tensors++;
+                }
+            continue;
+        }
+        if (cancelled(o)) {
+            st = lq_fail(err, LQ_ERR_CANCELLED, work, NULL, "RUN_CANCELLED", "interrupted");
+            goto cleanup;
+        }
+        if ((st = write_shard(&pc, s, err)) != LQ_OK)
+            goto cleanup;
+    }
+    if (o->part == 1 && (st = write_extras(&pc, err)) != LQ_OK)
+        goto cleanup;
+cleanup:
+    if (hash_started) {
+        if (st != LQ_OK)
+            ht.stop = 1;
+        pthread_join(hth, NULL);
+    }
+    if (st == LQ_OK && ht.st != LQ_OK) {
+        st = ht.st;
+        if (err)
+            *err = ht.err;
+    }
+    cJSON_Delete(old);
+    free(plan_txt);
+    free(ppath);
+    free(pc.f32);
+    free(pc.packed);
+    free(pc.row_acc);
+    free(pc.scales);
+    return st;
+}

@@ -1,0 +1,856 @@
+/* Assembling OUT from the parts' work directories (convert.h, lq_finalize).
+ *
+ * Everything written here is derived from the plan and the parts' records, never from timings
+ * or from which part did what, so OUT is the same for one part or many. Quality gates are checked
+ * from the records before anything moves: a failing gate leaves the work directories as they were
+ * (the run can be finalized again, e.g. with other thresholds, through --resume). */
+#include "convert.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "json.h"
+#include "jsonw.h"
+#include "libquant.h"
+#include "outfile.h"
+#include "sign.h"
+#include "stwriter.h"
+
+typedef struct part_info {
+    const char *dir;
+    cJSON *plan_file;         /* .mimo-plan.json */
+    uint64_t part;
+} part_info;
+
+typedef struct shard_rec {
+    const char *name;
+    const char *dir;          /* work directory holding it */
+    cJSON *rec;
+} shard_rec;
+
+typedef struct file_rec {
+    char *path;               /* relative to OUT */
+    uint64_t size;
+    char sha[65];
+} file_rec;
+
+static char *pjoin(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    char *s = malloc(la + lb + 2);
+    if (s) {
+        memcpy(s, a, la);
+        s[la] = '/';
+        memcpy(s + la + 1, b, lb + 1);
+    }
+    return s;
+}
+
+static const char *jstr(const cJSON *o, const char *k)
+{
+    const cJSON *v = lq_json_get(o, k);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static lq_status load(const char *dir, const char *name, cJSON **out, lq_error *err)
+{
+    char *p = pjoin(dir, name);
+    if (!p)
+        return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+    lq_status st = lq_json_parse_file(p, (size_t)512 << 20, NULL, out, err);
+    free(p);
+    return st;
+}
+
+static int exists(const char *dir, const char *name)
+{
+    char *p = pjoin(dir, name);
+    int e = p && access(p, F_OK) == 0;
+    free(p);
+    return e;
+}
+
+static int fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc == 0 || errno == EINVAL || errno == EROFS ? 0 : -1;
+}
+
+static char *parent_of(const char *path)
+{
+    const char *sl = strrchr(path, '/');
+    if (!sl)
+        return strdup(".");
+    if (sl == path)
+        return strdup("/");
+    size_t n = (size_t)(sl - path);
+    char *s = malloc(n + 1);
+    if (s) {
+        memcpy(s, path, n);
+        s[n] = 0;
+    }
+    return s;
+}
+
+/* Moves a file into the assembly directory (rename; copy across file systems). */
+static lq_status move_in(const char *from_dir, const char *name, const char *to_dir, lq_error *err)
+{
+    char *a = pjoin(from_dir, name), *b = pjoin(to_dir, name);
+    lq_status st = LQ_OK;
+    if (!a || !b) {
+        st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+        goto done;
+    }
+    char *slash = strrchr(b, '/');
+    if (slash && strchr(name, '/')) {
+        *slash = 0;
+        mkdir(b, 0755);
+        *slash = '/';
+    }
+    if (rename(a, b) == 0)
+        goto done;
+    if (errno != EXDEV) {
+        st = lq_fail(err, LQ_ERR_IO, a, NULL, "MERGE_MOVE", "cannot move into %s: %s", to_dir, strerror(errno));
+        goto done;
+    }
+    /* Another file system: copy through an atomic output, then remove the original. */
+    FILE *f = fopen(a, "rb");
+    lq_outfile *of = NULL;
+    if (!f) {
+        st = lq_fail(err, LQ_ERR_IO, a, NULL, "MERGE_MOVE", "cannot open: %s", strerror(errno));
+        goto done;
+    }
+    st = lq_outfile_open(b, &of, err);
+    char *buf = malloc((size_t)8 << 20);
+    size_t r;
+    while (st == LQ_OK && buf && (r = fread(buf, 1, (size_t)8 << 20, f)) > 0)
+        st = lq_outfile_write(of, buf, r, err);
+    if (st == LQ_OK && (!buf || ferror(f)))
+        st = lq_fail(err, LQ_ERR_IO, a, NULL, "MERGE_MOVE", "read failed");
+    fclose(f);
+    free(buf);
+    if (st == LQ_OK)
+        st = lq_outfile_commit(of, NULL, NULL, err);
+    else
+        lq_outfile_abort(of);
+    if (st == LQ_OK)
+        unlink(a);
+done:
+    free(a);
+    free(b);
+    return st;
+}
+
+/* Removes the run's bookkeeping files (".mimo-*") from a directory. */
+static void remove_state(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, ".mimo-", 6) == 0) {
+            char *p = pjoin(dir, e->d_name);
+            if (p)
+                unlink(p);
+            free(p);
+        }
+    }
+    closedir(d);
+}
+
+static int cmp_file(const void *a, const void *b)
+{
+    return strcmp(((const file_rec *)a)->path, ((const file_rec *)b)->path);
+}
+
+/* "model.layers.12.mlp..." -> "model.layers.12"; names without a layer -> "other". */
+static void layer_key(const char *name, char *out, size_t cap)
+{
+    const char *p = strstr(name, "layers.");
+    if (!p) {
+        snprintf(out, cap, "other");
+        return;
+    }
+    p += 7;
+    const char *q = p;
+    while (*q >= '0' && *q <= '9')
+        q++;
+    if (q == p) {
+        snprintf(out, cap, "other");
+        return;
+    }
+    snprintf(out, cap, "%.*s", (int)(q - name), name);
+}
+
+static void acc_from_json(const cJSON *a, lq_err_acc *acc, const char **name)
+{
+    lq_err_acc_init(acc);
+    *name = cJSON_GetStringValue(cJSON_GetArrayItem(a, 0));
+    uint64_t u;
+    if (lq_json_u64(cJSON_GetArrayItem(a, 1), &u) == 0)
+        acc->n = u;
+    acc->sum_w2 = cJSON_GetNumberValue(cJSON_GetArrayItem(a, 2));
+    acc->sum_q2 = cJSON_GetNumberValue(cJSON_GetArrayItem(a, 3));
+    acc->sum_wq = cJSON_GetNumberValue(cJSON_GetArrayItem(a, 4));
+    acc->sum_e2 = cJSON_GetNumberValue(cJSON_GetArrayItem(a, 5));
+    acc->max_abs = cJSON_GetNumberValue(cJSON_GetArrayItem(a, 6));
+    if (lq_json_u64(cJSON_GetArrayItem(a, 7), &u) == 0)
+        acc->clipped = u;
+    if (lq_json_u64(cJSON_GetArrayItem(a, 8), &u) == 0)
+        acc->zeroed = u;
+    if (lq_json_u64(cJSON_GetArrayItem(a, 9), &u) == 0)
+        acc->nonfinite = u;
+}
+
+static void put_metrics(lq_jw *w, const lq_metrics *m)
+{
+    lq_jw_key(w, "sqnr_db");
+    lq_jw_double(w, m->sqnr_db, 6);
+    lq_jw_key(w, "rel_mse");
+    lq_jw_double(w, m->rel_mse, 6);
+    lq_jw_key(w, "cosine");
+    lq_jw_double(w, m->cosine, 8);
+    lq_jw_key(w, "max_abs_err");
+    lq_jw_double(w, m->max_abs, 6);
+    lq_jw_key(w, "clip_frac");
+    lq_jw_double(w, m->clip_frac, 6);
+    lq_jw_key(w, "zero_frac");
+    lq_jw_double(w, m->zero_frac, 6);
+}
+
+/* Builds mimo-quant-report.json and runs the gates. */
+static lq_status build_report(const cJSON *plan, shard_rec *shards, size_t nshards, const lq_finalize_opts *o,
+                              char **text, int *gate_failed, lq_error *err)
+{
+    const cJSON *tensors = lq_json_get(plan, "tensors");
+    size_t nt = (size_t)cJSON_GetArraySize(tensors);
+    lq_err_acc *acc = calloc(nt + 1, sizeof(*acc));
+    char *have = calloc(nt + 1, 1);
+    lq_jw *w = lq_jw_new(2);
+    lq_status st = LQ_OK;
+    *gate_failed = 0;
+    if (!acc || !have || !w) {
+        st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+        goto cleanup;
+    }
+    /* Tensor index by name: the plan lists tensors in output order; records name them. */
+    for (size_t s = 0; s < nshards; s++) {
+        const cJSON *ms = lq_json_get(shards[s].rec, "metrics");
+        const cJSON *a;
+        cJSON_ArrayForEach(a, ms) {
+            const char *nm;
+            lq_err_acc x;
+            acc_from_json(a, &x, &nm);
+            size_t i = 0;
+            const cJSON *t;
+            cJSON_ArrayForEach(t, tensors) {
+                if (nm && !strcmp(cJSON_GetStringValue(cJSON_GetArrayItem(t, 0)), nm))
+                    break;
+                i++;
+            }
+            if (i >= nt) {
+                st = lq_fail(err, LQ_ERR_CORRUPT, shards[s].dir, nm, "MERGE_PLAN", "metrics for a tensor not in the plan");
+                goto cleanup;
+            }
+            acc[i] = x;
+            have[i] = 1;
+        }
+    }
+    const char *opts_mode = jstr(lq_json_get(plan, "options"), "scale_mode");
+    lq_jw_begin_object(w);
+    lq_jw_key(w, "schema_version");
+    lq_jw_u64(w, 1);
+    lq_jw_key(w, "tool");
+    lq_jw_string(w, "mimo-quant");
+    lq_jw_key(w, "tool_version");
+    lq_jw_string(w, LQ_VERSION_STRING);
+    lq_jw_key(w, "scale_mode");
+    lq_jw_string(w, opts_mode ? opts_mode : "mse");
+
+    /* Totals and the worst tensor. */
+    lq_err_acc total;
+    lq_err_acc_init(&total);
+    size_t nq = 0, worst = SIZE_MAX;
+    double worst_db = INFINITY;
+    for (size_t i = 0; i < nt; i++) {
+        if (!have[i])
+            continue;
+        nq++;
+        lq_err_acc_merge(&total, &acc[i]);
+        lq_metrics m;
+        lq_err_acc_finish(&acc[i], &m);
+        if (worst == SIZE_MAX || m.sqnr_db < worst_db) {
+            worst = i;
+            worst_db = m.sqnr_db;
+        }
+    }
+    lq_metrics tm;
+    lq_err_acc_finish(&total, &tm);
+    lq_jw_key(w, "summary");
+    lq_jw_begin_object(w);
+    lq_jw_key(w, "quantized_tensors");
+    lq_jw_u64(w, nq);
+    lq_jw_key(w, "elements");
+    lq_jw_u64(w, tm.n);
+    put_metrics(w, &tm);
+    lq_jw_key(w, "nonfinite");
+    lq_jw_u64(w, tm.nonfinite);
+    lq_jw_key(w, "worst_tensor");
+    if (worst != SIZE_MAX)
+        lq_jw_string(w, cJSON_GetStringValue(cJSON_GetArrayItem(cJSON_GetArrayItem(tensors, (int)worst), 0)));
+    else
+        lq_jw_null(w);
+    lq_jw_key(w, "worst_sqnr_db");
+    lq_jw_double(w, worst_db, 6);
+    lq_jw_end_object(w);
+
+    /* Bits per weight per module class. */
+    uint64_t cls_params[LQ_PLAN_NCLASSES] = {0}, cls_bytes[LQ_PLAN_NCLASSES] = {0}, cls_n[LQ_PLAN_NCLASSES] = {0};
+    const cJSON *t;
+    cJSON_ArrayForEach(t, tensors) {
+        const char *cls = cJSON_GetStringValue(cJSON_GetArrayItem(t, 5));
+        int c = LQ_PLAN_NCLASSES - 1;
+        for (int k = 0; k < LQ_PLAN_NCLASSES; k++)
+            if (cls && !strcmp(cls, lq_plan_class_name(k)))
+                c = k;
+        uint64_t params = 0, bytes = 1;
+        lq_json_u64(cJSON_GetArrayItem(t, 6), &params);
+        const cJSON *shape = cJSON_GetArrayItem(t, 2);
+        const cJSON *d;
+        cJSON_ArrayForEach(d, shape) {
+            uint64_t v = 0;
+            lq_json_u64(d, &v);
+            bytes *= v;
+        }
+        const char *dt = cJSON_GetStringValue(cJSON_GetArrayItem(t, 1));
+        lq_dtype dtype = dt ? lq_dtype_from_name(dt, strlen(dt)) : LQ_DTYPE_INVALID;
+        int of = 0;
+        bytes = lq_dtype_nbytes(dtype, bytes, &of);
+        cls_params[c] += params;
+        cls_bytes[c] += bytes;
+        cls_n[c] += params > 0;
+    }
+    lq_jw_key(w, "classes");
+    lq_jw_begin_array(w);
+    for (int c = 0; c < LQ_PLAN_NCLASSES; c++) {
+        if (!cls_bytes[c])
+            continue;
+        lq_jw_begin_object(w);
+        lq_jw_key(w, "class");
+        lq_jw_string(w, lq_plan_class_name(c));
+        lq_jw_key(w, "tensors");
+        lq_jw_u64(w, cls_n[c]);
+        lq_jw_key(w, "params");
+        lq_jw_u64(w, cls_params[c]);
+        lq_jw_key(w, "bytes");
+        lq_jw_u64(w, cls_bytes[c]);
+        lq_jw_key(w, "bits_per_weight");
+        lq_jw_double(w, cls_params[c] ? 8.0 * (double)cls_bytes[c] / (double)cls_params[c] : 0.0, 6);
+        lq_jw_end_object(w);
+    }
+    lq_jw_end_array(w);
+
+    /* Per layer, in first-appearance order. */
+    lq_jw_key(w, "layers");
+    lq_jw_begin_array(w);
+    char *done_layer = calloc(nt + 1, 1);
+    for (size_t i = 0; done_layer && i < nt; i++) {
+        if (!have[i] || done_layer[i])
+            continue;
+        char key[256], k2[256];
+        layer_key(cJSON_GetStringValue(cJSON_GetArrayItem(cJSON_GetArrayItem(tensors, (int)i), 0)), key, sizeof(key));
+        lq_err_acc la;
+        lq_err_acc_init(&la);
+        uint64_t cnt = 0;
+        for (size_t j = i; j < nt; j++) {
+            if (!have[j] || done_layer[j])
+                continue;
+            layer_key(cJSON_GetStringValue(cJSON_GetArrayItem(cJSON_GetArrayItem(tensors, (int)j), 0)), k2, sizeof(k2));
+            if (strcmp(key, k2))
+                continue;
+            done_layer[j] = 1;
+            lq_err_acc_merge(&la, &acc[j]);
+            cnt++;
+        }
+        lq_metrics m;
+        lq_err_acc_finish(&la, &m);
+        lq_jw_begin_object(w);
+        lq_jw_key(w, "layer");
+        lq_jw_string(w, key);
+        lq_jw_key(w, "tensors");
+        lq_jw_u64(w, cnt);
+        lq_jw_key(w, "elements");
+        lq_jw_u64(w, m.n);
+        put_metrics(w, &m);
+        lq_jw_end_object(w);
+    }
+    free(done_layer);
+    lq_jw_end_array(w);
+
+    /* Per tensor, with the gates. */
+    lq_jw_key(w, "tensors");
+    lq_jw_begin_array(w);
+    for (size_t i = 0; i < nt; i++) {
+        if (!have[i])
+            continue;
+        const cJSON *ti = cJSON_GetArrayItem(tensors, (int)i);
+        const char *name = cJSON_GetStringValue(cJSON_GetArrayItem(ti, 0));
+        lq_metrics m;
+        lq_err_acc_finish(&acc[i], &m);
+        lq_jw_begin_object(w);
+        lq_jw_key(w, "name");
+        lq_jw_string(w, name);
+        lq_jw_key(w, "shape");
+        lq_jw_begin_array(w);
+        uint64_t N = 0, Kh = 0;
+        lq_json_u64(cJSON_GetArrayItem(cJSON_GetArrayItem(ti, 2), 0), &N);
+        lq_json_u64(cJSON_GetArrayItem(cJSON_GetArrayItem(ti, 2), 1), &Kh);
+        lq_jw_u64(w, N);
+        lq_jw_u64(w, Kh * 2);
+        lq_jw_end_array(w);
+        lq_jw_key(w, "source_dtype");
+        lq_jw_string(w, cJSON_GetStringValue(cJSON_GetArrayItem(ti, 7)));
+        lq_jw_key(w, "format");
+        lq_jw_string(w, "mxfp4");
+        put_metrics(w, &m);
+        lq_jw_end_object(w);
+        const lq_gate *g = o ? &o->gate : NULL;
+        if (!g)
+            continue;
+        struct { const char *metric; double v, lim; int bad; } checks[4] = {
+            {"sqnr_db", m.sqnr_db, g->min_sqnr_db, !isnan(g->min_sqnr_db) && !(m.sqnr_db >= g->min_sqnr_db)},
+            {"cosine", m.cosine, g->min_cosine, !isnan(g->min_cosine) && !(m.cosine >= g->min_cosine)},
+            {"clip_frac", m.clip_frac, g->max_clip, !isnan(g->max_clip) && !(m.clip_frac <= g->max_clip)},
+            {"nonfinite", (double)m.nonfinite, 0, m.nonfinite != 0},
+        };
+        for (int k = 0; k < 4; k++) {
+            if (!checks[k].bad)
+                continue;
+            *gate_failed = 1;
+            if (o->gate_fail)
+                o->gate_fail(o->user, name, checks[k].metric, checks[k].v, checks[k].lim);
+        }
+    }
+    lq_jw_end_array(w);
+    lq_jw_end_object(w);
+    st = lq_jw_finish(w, text, NULL, err);
+cleanup:
+    lq_jw_free(w);
+    free(acc);
+    free(have);
+    return st;
+}
+
+static lq_status add_file(file_rec **files, size_t *n, const char *path, uint64_t size, const char *sha,
+                          lq_error *err)
+{
+    file_rec *f = realloc(*files, (*n + 1) * sizeof(**files));
+    if (!f)
+        return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+    *files = f;
+    f[*n].path = strdup(path);
+    f[*n].size = size;
+    snprintf(f[*n].sha, sizeof(f[*n].sha), "%s", sha);
+    if (!f[*n].path)
+        return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+    (*n)++;
+    return LQ_OK;
+}
+
+lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwork,
+                      const lq_finalize_opts *o, lq_error *err)
+{
+    lq_status st = LQ_OK;
+    part_info *parts = calloc(nwork + 1, sizeof(*parts));
+    shard_rec *shards = NULL;
+    file_rec *files = NULL;
+    size_t nfiles = 0, nshards = 0;
+    cJSON *extras = NULL, **srcrec = NULL;
+    char *report = NULL, *manifest = NULL, *asm_dir = NULL, *parent = NULL;
+    char wd[4096];
+    const char **inames = NULL, **ifiles = NULL;
+    size_t nsrc = 0;
+    int in_place = 0;
+    if (!parts)
+        return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+    struct stat sb;
+    if (lstat(out, &sb) == 0) {
+        st = lq_fail(err, LQ_ERR_INVALID_ARGUMENT, out, NULL, "OUT_EXISTS", "exists; refusing to overwrite it");
+        goto cleanup;
+    }
+    /* 1. The parts: one plan, parts 1..N each once. */
+    const char *fp0 = NULL;
+    uint64_t nparts = 0;
+    for (size_t i = 0; i < nwork; i++) {
+        parts[i].dir = work_dirs[i];
+        if ((st = load(work_dirs[i], ".mimo-plan.json", &parts[i].plan_file, err)) != LQ_OK) {
+            if (st == LQ_ERR_NOT_FOUND)
+                st = lq_fail(err, LQ_ERR_INVALID_ARGUMENT, work_dirs[i], NULL, "MERGE_PARTS",
+                             "not a work directory of mimo-quantize (no .mimo-plan.json)");
+            goto cleanup;
+        }
+        const char *fp = jstr(parts[i].plan_file, "fingerprint");
+        uint64_t np = 0;
+        if (lq_json_u64(lq_json_get(parts[i].plan_file, "part"), &parts[i].part) != 0 ||
+            lq_json_u64(lq_json_get(parts[i].plan_file, "nparts"), &np) != 0 || !fp) {
+            st = lq_fail(err, LQ_ERR_CORRUPT, work_dirs[i], NULL, "RUN_STATE", "malformed .mimo-plan.json");
+            goto cleanup;
+        }
+        if (i == 0) {
+            fp0 = fp;
+            nparts = np;
+        } else if (strcmp(fp, fp0) != 0 || np != nparts) {
+            st = lq_fail(err, LQ_ERR_INVALID_ARGUMENT, work_dirs[i], NULL, "MERGE_PLAN",
+                         "made from other inputs or options than %s", work_dirs[0]);
+            goto cleanup;
+        }
+        for (size_t k = 0; k < i; k++)
+            if (parts[k].part == parts[i].part) {
+                st = lq_fail(err, LQ_ERR_INVALID_ARGUMENT, work_dirs[i], NULL, "MERGE_PARTS",
+                             "part %llu given twice (also %s)", (unsigned long long)parts[i].part, parts[k].dir);
+                goto cleanup;
+            }
+    }
+    if (nparts != nwork) {
+        st = lq_fail(err, LQ_ERR_INVALID_ARGUMENT, work_dirs[0], NULL, "MERGE_PARTS",
+                     "the run has %llu parts but %zu work directories were given", (unsigned long long)nparts, nwork);
+        goto cleanup;
+    }
+    const cJSON *plan = lq_json_get(parts[0].plan_file, "plan");
+    const cJSON *pshards = lq_json_get(plan, "shards");
+    nshards = (size_t)cJSON_GetArraySize(pshards);
+    shards = calloc(nshards + 1, sizeof(*shards));
+    if (!shards) {
+        st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+        goto cleanup;
+    }
+    /* 2. Every shard done exactly once. */
+    for (size_t s = 0; s < nshards; s++) {
+        shards[s].name = cJSON_GetStringValue(cJSON_GetArrayItem(pshards, (int)s));
+        char rec[320];
+        snprintf(rec, sizeof(rec), ".mimo-done-%s.json", shards[s].name);
+        for (size_t i = 0; i < nwork; i++) {
+            if (!exists(work_dirs[i], rec))
+                continue;
+            if (shards[s].dir) {
+                st = lq_fail(err, LQ_ERR_INVALID_ARGUMENT, work_dirs[i], shards[s].name, "MERGE_SHARDS",
+                             "shard done twice (also in %s)", shards[s].dir);
+                goto cleanup;
+            }
+            shards[s].dir = work_dirs[i];
+            if ((st = load(work_dirs[i], rec, &shards[s].rec, err)) != LQ_OK)
+                goto cleanup;
+        }
+        if (!shards[s].dir) {
+            st = lq_fail(err, LQ_ERR_INVALID_ARGUMENT, out, shards[s].name, "MERGE_SHARDS",
+                         "no part has finished this shard");
+            goto cleanup;
+        }
+    }
+    /* 3. Source digests and part 1's files. */
+    const cJSON *srcfiles = lq_json_get(plan, "source_files");
+    nsrc = (size_t)cJSON_GetArraySize(srcfiles);
+    srcrec = calloc(nsrc + 1, sizeof(*srcrec));
+    if (!srcrec) {
+        st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+        goto cleanup;
+    }
+    for (size_t j = 0; j < nsrc; j++) {
+        char rec[64];
+        snprintf(rec, sizeof(rec), ".mimo-src-%zu.json", j);
+        for (size_t i = 0; i < nwork && !srcrec[j]; i++)
+            if (exists(work_dirs[i], rec) && (st = load(work_dirs[i], rec, &srcrec[j], err)) != LQ_OK)
+                goto cleanup;
+        if (!srcrec[j]) {
+            st = lq_fail(err, LQ_ERR_INVALID_ARGUMENT, out, cJSON_GetStringValue(cJSON_GetArrayItem(srcfiles, (int)j)),
+                         "MERGE_PARTS", "no part has hashed this source file");
+            goto cleanup;
+        }
+    }
+    const char *part1 = NULL;
+    for (size_t i = 0; i < nwork; i++)
+        if (parts[i].part == 1)
+            part1 = work_dirs[i];
+    if ((st = load(part1, ".mimo-extras.json", &extras, err)) != LQ_OK) {
+        if (st == LQ_ERR_NOT_FOUND)
+            st = lq_fail(err, LQ_ERR_INVALID_ARGUMENT, part1, NULL, "MERGE_PARTS", "part 1 has not finished");
+        goto cleanup;
+    }
+
+    /* 4. Report and gates, before anything moves. */
+    int gate_failed = 0;
+    if ((st = build_report(plan, shards, nshards, o, &report, &gate_failed, err)) != LQ_OK)
+        goto cleanup;
+    if (gate_failed) {
+        char rp[4200];
+        snprintf(rp, sizeof(rp), "%s.report.json", out);
+        lq_status s2 = lq_write_file_atomic(rp, report, strlen(report), NULL, err);
+        st = s2 != LQ_OK ? s2
+                         : lq_fail(err, LQ_ERR_CHECK_FAILED, rp, NULL, "GATE",
+                                   "quality gate failed; OUT not written; the report is in %s", rp);
+        goto cleanup;
+    }
+
+    /* 5. Assembly directory: the single work directory itself, or a fresh one for a merge. */
+    lq_work_dir_name(out, wd, sizeof(wd));
+    char r1[4096], r2[4096];
+    if (nwork == 1 && realpath(work_dirs[0], r1) && realpath(wd, r2) && !strcmp(r1, r2)) {
+        in_place = 1;
+        asm_dir = strdup(wd);
+    } else {
+        size_t n = strlen(out);
+        asm_dir = malloc(n + 16);
+        if (asm_dir)
+            snprintf(asm_dir, n + 16, "%s.mimo-merge", out);
+        if (asm_dir && mkdir(asm_dir, 0755) != 0) {
+            st = lq_fail(err, LQ_ERR_IO, asm_dir, NULL, "MERGE_DIR",
+                         "cannot create (%s); remove a leftover from an earlier merge", strerror(errno));
+            goto cleanup;
+        }
+    }
+    if (!asm_dir) {
+        st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+        goto cleanup;
+    }
+    for (size_t s = 0; s < nshards; s++) {
+        if (!in_place && (st = move_in(shards[s].dir, shards[s].name, asm_dir, err)) != LQ_OK)
+            goto cleanup;
+        uint64_t size = 0;
+        lq_json_u64(lq_json_get(shards[s].rec, "size"), &size);
+        if ((st = add_file(&files, &nfiles, shards[s].name, size, jstr(shards[s].rec, "sha256"), err)) != LQ_OK)
+            goto cleanup;
+    }
+    const cJSON *ex;
+    cJSON_ArrayForEach(ex, lq_json_get(extras, "files")) {
+        const char *nm = cJSON_GetStringValue(cJSON_GetArrayItem(ex, 0));
+        uint64_t size = 0;
+        lq_json_u64(cJSON_GetArrayItem(ex, 1), &size);
+        if (!in_place && (st = move_in(part1, nm, asm_dir, err)) != LQ_OK)
+            goto cleanup;
+        if ((st = add_file(&files, &nfiles, nm, size, cJSON_GetStringValue(cJSON_GetArrayItem(ex, 2)), err)) != LQ_OK)
+            goto cleanup;
+    }
+
+    /* 6. Index (more than one shard), report, manifest, signature. */
+    const cJSON *tensors = lq_json_get(plan, "tensors");
+    size_t nt = (size_t)cJSON_GetArraySize(tensors);
+    uint8_t sha[32];
+    char hx[65];
+    if (nshards > 1) {
+        inames = calloc(nt + 1, sizeof(*inames));
+        ifiles = calloc(nt + 1, sizeof(*ifiles));
+        if (!inames || !ifiles) {
+            st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+            goto cleanup;
+        }
+        size_t i = 0;
+        const cJSON *t;
+        cJSON_ArrayForEach(t, tensors) {
+            uint64_t sh = 0;
+            lq_json_u64(cJSON_GetArrayItem(t, 3), &sh);
+            inames[i] = cJSON_GetStringValue(cJSON_GetArrayItem(t, 0));
+            ifiles[i++] = shards[sh < nshards ? sh : 0].name;
+        }
+        uint64_t total = 0;
+        lq_json_u64(lq_json_get(plan, "total_size"), &total);
+        char *ip = pjoin(asm_dir, "model.safetensors.index.json");
+        st = ip ? lq_index_write(ip, inames, ifiles, nt, total, NULL, sha, err) : LQ_ERR_NO_MEMORY;
+        struct stat isb;
+        if (st == LQ_OK && stat(ip, &isb) == 0) {
+            lq_hex(sha, 32, hx);
+            st = add_file(&files, &nfiles, "model.safetensors.index.json", (uint64_t)isb.st_size, hx, err);
+        }
+        free(ip);
+        if (st != LQ_OK)
+            goto cleanup;
+    }
+    char *rp = pjoin(asm_dir, LQ_REPORT_FILE);
+    st = rp ? lq_write_file_atomic(rp, report, strlen(report), sha, err) : LQ_ERR_NO_MEMORY;
+    free(rp);
+    if (st != LQ_OK)
+        goto cleanup;
+    lq_hex(sha, 32, hx);
+    if ((st = add_file(&files, &nfiles, LQ_REPORT_FILE, strlen(report), hx, err)) != LQ_OK)
+        goto cleanup;
+    qsort(files, nfiles, sizeof(*files), cmp_file);
+
+    lq_jw *w = lq_jw_new(2);
+    lq_jw_begin_object(w);
+    lq_jw_key(w, "schema_version");
+    lq_jw_u64(w, 1);
+    lq_jw_key(w, "tool");
+    lq_jw_string(w, "mimo-quant");
+    lq_jw_key(w, "tool_version");
+    lq_jw_string(w, LQ_VERSION_STRING);
+    lq_jw_key(w, "options");
+    {
+        /* Re-emit the options object member by member so the pretty layout stays regular. */
+        const cJSON *opts = lq_json_get(plan, "options");
+        lq_jw_begin_object(w);
+        const cJSON *ch;
+        for (ch = opts ? opts->child : NULL; ch; ch = ch->next) {
+            lq_jw_key(w, ch->string);
+            if (cJSON_IsString(ch))
+                lq_jw_string(w, ch->valuestring);
+            else if (cJSON_IsNumber(ch))
+                lq_jw_u64(w, (uint64_t)ch->valuedouble);
+            else if (cJSON_IsBool(ch))
+                lq_jw_bool(w, cJSON_IsTrue(ch));
+            else if (cJSON_IsArray(ch)) {
+                lq_jw_begin_array(w);
+                const cJSON *e;
+                cJSON_ArrayForEach(e, ch) {
+                    if (cJSON_IsString(e))
+                        lq_jw_string(w, e->valuestring);
+                    else
+                        lq_jw_null(w);
+                }
+                lq_jw_end_array(w);
+            } else
+                lq_jw_null(w);
+        }
+        lq_jw_end_object(w);
+    }
+    const cJSON *source = lq_json_get(plan, "source");
+    lq_jw_key(w, "source");
+    lq_jw_begin_object(w);
+    const char *csha = jstr(source, "config_sha256"), *isha = jstr(source, "index_sha256");
+    if (csha) {
+        lq_jw_key(w, "config_sha256");
+        lq_jw_string(w, csha);
+    }
+    if (isha) {
+        lq_jw_key(w, "index_sha256");
+        lq_jw_string(w, isha);
+    }
+    lq_jw_key(w, "files");
+    lq_jw_begin_array(w);
+    const cJSON *hdrs = lq_json_get(source, "shards");
+    for (size_t j = 0; j < nsrc; j++) {
+        const cJSON *h = cJSON_GetArrayItem(hdrs, (int)j);
+        uint64_t size = 0;
+        lq_json_u64(lq_json_get(srcrec[j], "size"), &size);
+        lq_jw_begin_object(w);
+        lq_jw_key(w, "name");
+        lq_jw_string(w, jstr(srcrec[j], "name"));
+        lq_jw_key(w, "size");
+        lq_jw_u64(w, size);
+        lq_jw_key(w, "sha256");
+        lq_jw_string(w, jstr(srcrec[j], "sha256"));
+        lq_jw_key(w, "header_sha256");
+        lq_jw_string(w, jstr(h, "header_sha256"));
+        lq_jw_end_object(w);
+    }
+    lq_jw_end_array(w);
+    lq_jw_end_object(w);
+    lq_jw_key(w, "files");
+    lq_jw_begin_array(w);
+    for (size_t i = 0; i < nfiles; i++) {
+        lq_jw_begin_object(w);
+        lq_jw_key(w, "path");
+        lq_jw_string(w, files[i].path);
+        lq_jw_key(w, "size");
+        lq_jw_u64(w, files[i].size);
+        lq_jw_key(w, "sha256");
+        lq_jw_string(w, files[i].sha);
+        lq_jw_end_object(w);
+    }
+    lq_jw_end_array(w);
+    lq_jw_key(w, "tensors");
+    lq_jw_begin_array(w);
+    const cJSON *t;
+    cJSON_ArrayForEach(t, tensors) {
+        uint64_t sh = 0;
+        lq_json_u64(cJSON_GetArrayItem(t, 3), &sh);
+        lq_jw_begin_object(w);
+        lq_jw_key(w, "name");
+        lq_jw_string(w, cJSON_GetStringValue(cJSON_GetArrayItem(t, 0)));
+        lq_jw_key(w, "dtype");
+        lq_jw_string(w, cJSON_GetStringValue(cJSON_GetArrayItem(t, 1)));
+        lq_jw_key(w, "shape");
+        lq_jw_begin_array(w);
+        const cJSON *d;
+        cJSON_ArrayForEach(d, cJSON_GetArrayItem(t, 2)) {
+            uint64_t v = 0;
+            lq_json_u64(d, &v);
+            lq_jw_u64(w, v);
+        }
+        lq_jw_end_array(w);
+        lq_jw_key(w, "file");
+        lq_jw_string(w, shards[sh < nshards ? sh : 0].name);
+        lq_jw_end_object(w);
+    }
+    lq_jw_end_array(w);
+    lq_jw_end_object(w);
+    st = lq_jw_finish(w, &manifest, NULL, err);
+    lq_jw_free(w);
+    if (st != LQ_OK)
+        goto cleanup;
+    char *mp = pjoin(asm_dir, LQ_MANIFEST_FILE);
+    st = mp ? lq_write_file_atomic(mp, manifest, strlen(manifest), NULL, err) : LQ_ERR_NO_MEMORY;
+    free(mp);
+    if (st != LQ_OK)
+        goto cleanup;
+    if (o && o->sign_key) {
+        uint8_t sig[64], pub[32];
+        if ((st = lq_ed25519_sign(o->sign_key, manifest, strlen(manifest), sig, err)) != LQ_OK ||
+            (st = lq_ed25519_public_from_private(o->sign_key, pub, err)) != LQ_OK)
+            goto cleanup;
+        char *sp = pjoin(asm_dir, LQ_SIGNATURE_FILE);
+        st = sp ? lq_sig_write(sp, sig, pub, err) : LQ_ERR_NO_MEMORY;
+        free(sp);
+        if (st != LQ_OK)
+            goto cleanup;
+    }
+
+    /* 7. Publish: drop the bookkeeping, then one rename. */
+    remove_state(asm_dir);
+    parent = parent_of(out);
+    if (fsync_dir(asm_dir) != 0 || rename(asm_dir, out) != 0 || (parent && fsync_dir(parent) != 0)) {
+        st = lq_fail(err, LQ_ERR_IO, out, NULL, "OUT_PUBLISH", "cannot publish %s as %s: %s", asm_dir, out,
+                     strerror(errno));
+        goto cleanup;
+    }
+    if (!in_place)
+        for (size_t i = 0; i < nwork; i++) {
+            remove_state(work_dirs[i]);
+            char *dd = pjoin(work_dirs[i], "dflash");
+            if (dd)
+                rmdir(dd);
+            free(dd);
+            rmdir(work_dirs[i]);
+        }
+cleanup:
+    for (size_t i = 0; i < nwork; i++)
+        cJSON_Delete(parts[i].plan_file);
+    free(parts);
+    for (size_t s = 0; shards && s < nshards; s++)
+        cJSON_Delete(shards[s].rec);
+    free(shards);
+    for (size_t j = 0; srcrec && j < nsrc; j++)
+        cJSON_Delete(srcrec[j]);
+    free(srcrec);
+    for (size_t i = 0; i < nfiles; i++)
+        free(files[i].path);
+    free(files);
+    cJSON_Delete(extras);
+    free(report);
+    free(manifest);
+    free(asm_dir);
+    free(parent);
+    free(inames);
+    free(ifiles);
+    return st;
+}
