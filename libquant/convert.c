@@ -1006,11 +1006,8 @@ lq_status lq_run_part(const lq_ckpt *src, const lq_plan *p, const char *work, co
         st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
         goto cleanup;
     }
-    if (mkdir(work, 0755) != 0) {
-        if (errno != EEXIST) {
-            st = lq_fail(err, LQ_ERR_IO, work, NULL, "RUN_WORKDIR", "cannot create: %s", strerror(errno));
-            goto cleanup;
-        }
+    struct stat wsb;
+    if (stat(work, &wsb) == 0) {
         if (!o->resume) {
             st = lq_fail(err, LQ_ERR_INVALID_ARGUMENT, work, NULL, "RUN_EXISTS",
                          "a work directory from an earlier run exists: continue it with --resume, or remove it");
@@ -1032,8 +1029,36 @@ lq_status lq_run_part(const lq_ckpt *src, const lq_plan *p, const char *work, co
             goto cleanup;
         }
         remove_temps(work);
-    } else if ((st = write_text(ppath, plan_txt, NULL, NULL, err)) != LQ_OK) {
-        goto cleanup;
+    } else {
+        /* Created under a temporary name with its plan inside, then renamed: a work directory
+         * always holds its plan, whenever the process is killed. */
+        size_t n = strlen(work) + 48;
+        char *tmp = malloc(n);
+        char *tp = NULL;
+        if (!tmp) {
+            st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+            goto cleanup;
+        }
+        snprintf(tmp, n, "%s.init-%ld", work, (long)getpid());
+        if (mkdir(tmp, 0755) != 0) {
+            st = lq_fail(err, LQ_ERR_IO, tmp, NULL, "RUN_WORKDIR", "cannot create: %s", strerror(errno));
+            free(tmp);
+            goto cleanup;
+        }
+        tp = path_join(tmp, ".mimo-plan.json");
+        st = tp ? write_text(tp, plan_txt, NULL, NULL, err)
+                : lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+        if (st == LQ_OK && rename(tmp, work) != 0)
+            st = lq_fail(err, LQ_ERR_IO, work, NULL, "RUN_WORKDIR", "cannot create: %s", strerror(errno));
+        if (st != LQ_OK) {
+            if (tp)
+                unlink(tp);
+            rmdir(tmp);
+        }
+        free(tp);
+        free(tmp);
+        if (st != LQ_OK)
+            goto cleanup;
     }
 
     /* Shards and source files of this part: contiguous ranges. */

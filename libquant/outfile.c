@@ -9,6 +9,8 @@
 #include "outfile.h"
 
 #include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,9 +148,29 @@ cleanup:
     return st;
 }
 
+/* Fault injection for the crash tests: with MIMO_TEST_KILL_AFTER_BYTES=N in the environment the
+ * process kills itself with SIGKILL once N bytes have been written through outfiles, so the
+ * tests can stop a conversion at chosen points without racing a timer. Off (and one branch)
+ * otherwise. */
+static int64_t kill_after = -2; /* -2 unread, -1 off */
+static _Atomic uint64_t written_total;
+
+static void maybe_kill(size_t len)
+{
+    if (kill_after == -2) {
+        const char *v = getenv("MIMO_TEST_KILL_AFTER_BYTES");
+        kill_after = v && *v ? (int64_t)strtoll(v, NULL, 10) : -1;
+    }
+    if (kill_after < 0)
+        return;
+    if (atomic_fetch_add(&written_total, (uint64_t)len) + len >= (uint64_t)kill_after)
+        raise(SIGKILL);
+}
+
 lq_status lq_outfile_write(lq_outfile *f, const void *data, size_t len, lq_error *err)
 {
     char eb[128];
+    maybe_kill(len);
     if (!f || (len && !data))
         return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, f ? f->final_path : NULL, NULL, "OUT_WRITE",
                        "invalid write arguments");

@@ -774,13 +774,17 @@ int main(int argc, char **argv)
         }
     }
 
-    if ((st = shard_sizes(plan, &sz, &err)) != LQ_OK) {
+    /* Exact shard file sizes for --dry-run (headers laid out by the real writer in /tmp); a
+     * real run only needs a bound for its free-space check. */
+    if (c.dry_run && (st = shard_sizes(plan, &sz, &err)) != LQ_OK) {
         print_err(&err);
         goto done;
     }
     sz.ram = ram_estimate(plan, c.threads);
     for (uint32_t s = 0; s < plan->nshards; s++)
-        sz.out_total += sz.shard_file[s];
+        sz.out_total += c.dry_run ? sz.shard_file[s] : plan->shard_bytes[s] + 8;
+    if (!c.dry_run)
+        sz.out_total += (uint64_t)plan->n * 300; /* headers: an upper bound */
     for (size_t i = 0; i < extras.n; i++)
         if (stat(extras.f[i].src_path, &sb) == 0)
             sz.out_total += (uint64_t)sb.st_size;

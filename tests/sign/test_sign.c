@@ -447,6 +447,17 @@ static void test_with_openssl(void)
     CHECK_FAIL(lq_ed25519_verify_pem(P("key.pem"), msg, 1, sig, EARG), LQ_ERR_CORRUPT, "SIG_KEY");
     CHECK_FAIL(lq_ed25519_sign(P("enc.pem"), msg, 1, bad, EARG), LQ_ERR_CORRUPT, "SIG_KEY");
     CHECK_FAIL(lq_ed25519_sign(scratch, msg, 1, bad, EARG), LQ_ERR_IO, "SIG_KEY");
+    CHECK_FAIL(lq_ed25519_verify_pem(P("absent.pem"), msg, 1, sig, EARG), LQ_ERR_NOT_FOUND,
+               "SIG_KEY");
+    {
+        /* Key files are capped at 64 KiB before anything is allocated for them. */
+        static char big[70000];
+        memset(big, '-', sizeof(big));
+        CHECK(write_bytes(P("big.pem"), big, sizeof(big)) == 0);
+        CHECK_FAIL(lq_ed25519_sign(P("big.pem"), msg, 1, bad, EARG), LQ_ERR_LIMIT, "SIG_KEY");
+        CHECK_FAIL(lq_ed25519_verify_pem(P("big.pem"), msg, 1, sig, EARG), LQ_ERR_LIMIT,
+                   "SIG_KEY");
+    }
     CHECK(lq_ed25519_sign(NULL, msg, 1, bad, &err) == LQ_ERR_INVALID_ARGUMENT);
     CHECK(lq_ed25519_sign(P("key.pem"), NULL, 1, bad, &err) == LQ_ERR_INVALID_ARGUMENT);
 
