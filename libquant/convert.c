@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -35,6 +36,20 @@
 #define HASH_BUF ((size_t)8 << 20)
 
 /* ---- small utilities ---- */
+
+/* Drops the source pages of [p, p + n) from this process's mapping once they have been used, so
+ * resident memory stays bounded however large the model is (the pages stay in the page cache; a
+ * later touch faults them back). Only whole pages inside the range are released. */
+static void release_pages(const void *p, uint64_t n)
+{
+    static long page;
+    if (!page)
+        page = sysconf(_SC_PAGESIZE) > 0 ? sysconf(_SC_PAGESIZE) : 4096;
+    uintptr_t a = ((uintptr_t)p + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+    uintptr_t e = ((uintptr_t)p + (uintptr_t)n) & ~((uintptr_t)page - 1);
+    if (e > a)
+        madvise((void *)a, (size_t)(e - a), MADV_DONTNEED);
+}
 
 static void hex32(const uint8_t d[32], char out[65]) { lq_hex(d, 32, out); }
 
@@ -678,6 +693,8 @@ static lq_status write_mxfp4(part_ctx *pc, const lq_plan_tensor *t, lq_stw *w, l
         parallel_for(pc->o->threads, (size_t)nr, measure_rows, &c);
         for (uint64_t r = 0; r < nr; r++)
             lq_err_acc_merge(acc, &pc->row_acc[r]);
+        size_t esz = lq_dtype_bits(si->dtype) / 8;
+        release_pages(c.src + r0 * K * esz, nr * K * esz);
         st = lq_stw_write(w, pc->packed, (size_t)(nr * K / 2), err);
     }
     pthread_mutex_destroy(&c.mu);
@@ -702,6 +719,7 @@ static lq_status copy_bytes(part_ctx *pc, lq_stw *w, const uint8_t *data, uint64
         lq_status st = lq_stw_write(w, data + off, len, err);
         if (st != LQ_OK)
             return st;
+        release_pages(data + off, len);
     }
     return LQ_OK;
 }
@@ -950,6 +968,72 @@ static lq_status write_extras(part_ctx *pc, lq_error *err)
     lq_jw_u64(jw, size);
     lq_jw_string(jw, hx);
     lq_jw_end_array(jw);
+    if (o->drafter) {
+        /* The drafter's weights go through our writer (hashed while written, canonical layout),
+         * with an index naming the one file, as MiMo ships it. */
+        const lq_ckpt *d = o->drafter;
+        char dpath[4096], rel[600];
+        snprintf(dpath, sizeof(dpath), "%s/dflash", pc->work);
+        mkdir(dpath, 0755);
+        snprintf(dpath, sizeof(dpath), "%s/dflash/%s", pc->work, o->drafter_file);
+        lq_stw *dw = NULL;
+        size_t nd = lq_ckpt_count(d);
+        const char **names = calloc(nd + 1, sizeof(char *)), **files = calloc(nd + 1, sizeof(char *));
+        if (!names || !files) {
+            free(names);
+            free(files);
+            st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+            goto cleanup;
+        }
+        st = lq_stw_create(dpath, &dw, err);
+        for (size_t i = 0; i < nd && st == LQ_OK; i++) {
+            lq_ckpt_tensor t = lq_ckpt_at(d, i);
+            names[i] = t.info->name;
+            files[i] = o->drafter_file;
+            st = lq_stw_add(dw, t.info->name, t.info->dtype, t.info->rank, t.info->shape, err);
+        }
+        if (st == LQ_OK)
+            st = lq_stw_begin(dw, err);
+        const char *next;
+        uint64_t total = st == LQ_OK ? lq_stw_total_size(dw) : 0;
+        while (st == LQ_OK && (next = lq_stw_next(dw)) != NULL) {
+            lq_ckpt_tensor t;
+            if (lq_ckpt_find(d, next, &t) != 0) {
+                st = lq_fail(err, LQ_ERR_INVALID_ARGUMENT, NULL, next, NULL, "internal: drafter tensor lost");
+                break;
+            }
+            st = copy_bytes(pc, dw, lq_st_data(t.file, t.info), t.info->nbytes, next, err);
+        }
+        if (st == LQ_OK) {
+            st = lq_stw_finish(dw, sha, &size, err);
+            dw = NULL;
+        }
+        lq_stw_abort(dw);
+        if (st == LQ_OK) {
+            hex32(sha, hx);
+            snprintf(rel, sizeof(rel), "dflash/%s", o->drafter_file);
+            lq_jw_begin_array(jw);
+            lq_jw_string(jw, rel);
+            lq_jw_u64(jw, size);
+            lq_jw_string(jw, hx);
+            lq_jw_end_array(jw);
+            snprintf(dpath, sizeof(dpath), "%s/dflash/model.safetensors.index.json", pc->work);
+            st = lq_index_write(dpath, names, files, nd, total, NULL, sha, err);
+            struct stat isb;
+            if (st == LQ_OK && stat(dpath, &isb) == 0) {
+                hex32(sha, hx);
+                lq_jw_begin_array(jw);
+                lq_jw_string(jw, "dflash/model.safetensors.index.json");
+                lq_jw_u64(jw, (uint64_t)isb.st_size);
+                lq_jw_string(jw, hx);
+                lq_jw_end_array(jw);
+            }
+        }
+        free(names);
+        free(files);
+        if (st != LQ_OK)
+            goto cleanup;
+    }
     for (size_t i = 0; i < o->nextras; i++) {
         char *dst = path_join(pc->work, o->extras[i].out_name);
         if (!dst) {

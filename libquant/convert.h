@@ -71,6 +71,8 @@ typedef struct lq_run_opts {
     void *user;
     const lq_extra_file *extras;   /* written by part 1 */
     size_t nextras;
+    const lq_ckpt *drafter;        /* DFlash drafter, re-written by part 1 into dflash/ (may be NULL) */
+    const char *drafter_file;      /* its weights file name in OUT/dflash ("dflash_draft_model.safetensors") */
     const char *options_json;      /* canonical options, recorded in the manifest and fingerprint */
     const char *source_fingerprint_extra; /* e.g. the drafter's fingerprint; may be NULL */
 } lq_run_opts;

@@ -293,8 +293,8 @@ static lq_status check_containers(cctx *cx)
     };
     for (size_t i = 0; i < sizeof(objs) / sizeof(objs[0]); i++) {
         const cJSON *it = lookup(cx->root, objs[i]);
-        if (it && !cJSON_IsObject(it))
-            return key_fail(cx, LQ_ERR_CORRUPT, "CFG_KEY", objs[i], "must be an object");
+        if (it && !cJSON_IsObject(it) && !cJSON_IsNull(it))
+            return key_fail(cx, LQ_ERR_CORRUPT, "CFG_KEY", objs[i], "must be an object or null");
     }
     return LQ_OK;
 }

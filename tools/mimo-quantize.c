@@ -715,14 +715,7 @@ int main(int argc, char **argv)
         extra_add(&extras, strdup(p1), "dflash/config.json");
         snprintf(p1, sizeof(p1), "%s", lq_drafter_mask_path(dr));
         extra_add(&extras, strdup(p1), "dflash/mask_embedding.pt");
-        snprintf(p1, sizeof(p1), "%s/model.safetensors.index.json", drafter_dir);
-        if (access(p1, F_OK) == 0)
-            extra_add(&extras, strdup(p1), "dflash/model.safetensors.index.json");
-        for (size_t i = 0; i < lq_ckpt_shard_count(dck); i++) {
-            char on[600];
-            snprintf(on, sizeof(on), "dflash/%s", lq_ckpt_shard_name(dck, i));
-            extra_add(&extras, strdup(lq_st_path(lq_ckpt_shard(dck, i))), on);
-        }
+        (void)dck; /* its weights are re-written by the engine (lq_run_opts.drafter) */
     }
     collect_extras(&c, ck, &extras);
 
@@ -747,7 +740,7 @@ int main(int argc, char **argv)
         }
         lq_jw_end_array(w);
         lq_jw_key(w, "drafter");
-        lq_jw_bool(w, drafter_dir != NULL);
+        lq_jw_bool(w, dr != NULL);
         lq_jw_key(w, "extra_files");
         lq_jw_begin_array(w);
         for (size_t i = 0; i < extras.n; i++)
@@ -761,9 +754,11 @@ int main(int argc, char **argv)
         }
         lq_jw_free(w);
     }
-    /* Extras' sizes make the fingerprint notice a changed tokenizer or drafter. */
+    /* Extras' sizes and the drafter's shard sizes make the fingerprint notice a changed
+     * tokenizer or drafter. */
     {
-        size_t cap = 64 + extras.n * 64;
+        size_t nds = dr ? lq_ckpt_shard_count(lq_drafter_ckpt(dr)) : 0;
+        size_t cap = 64 + (extras.n + nds) * 64;
         draft_fp = malloc(cap);
         size_t used = 0;
         draft_fp[0] = 0;
@@ -772,6 +767,9 @@ int main(int argc, char **argv)
             uint64_t size = stat(extras.f[i].src_path, &es) == 0 ? (uint64_t)es.st_size : 0;
             used += (size_t)snprintf(draft_fp + used, cap - used, "%" PRIu64 ";", size);
         }
+        for (size_t i = 0; i < nds; i++)
+            used += (size_t)snprintf(draft_fp + used, cap - used, "d%" PRIu64 ";",
+                                     lq_st_file_size(lq_ckpt_shard(lq_drafter_ckpt(dr), i)));
     }
 
     /* Exact shard file sizes for --dry-run (headers laid out by the real writer in /tmp); a
@@ -788,6 +786,9 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < extras.n; i++)
         if (stat(extras.f[i].src_path, &sb) == 0)
             sz.out_total += (uint64_t)sb.st_size;
+    if (dr)
+        for (size_t i = 0; i < lq_ckpt_shard_count(lq_drafter_ckpt(dr)); i++)
+            sz.out_total += lq_st_file_size(lq_ckpt_shard(lq_drafter_ckpt(dr), i)) + 4096;
     sz.out_total += (uint64_t)plan->n * 200 + 4096; /* index, manifest, report: an upper estimate */
     if (c.dry_run) {
         print_plan(&c, plan, &sz);
@@ -824,7 +825,8 @@ int main(int argc, char **argv)
     progress pr = {.quiet = c.quiet, .json = c.json, .t0 = now_s()};
     lq_run_opts ro = {.threads = c.threads, .part = c.part, .nparts = c.nparts, .resume = c.resume,
                       .cancel = &g_cancel, .progress = on_tensor, .user = &pr, .extras = extras.f,
-                      .nextras = extras.n, .options_json = opts_json, .source_fingerprint_extra = draft_fp};
+                      .nextras = extras.n, .options_json = opts_json, .source_fingerprint_extra = draft_fp,
+                      .drafter = dr ? lq_drafter_ckpt(dr) : NULL, .drafter_file = "dflash_draft_model.safetensors"};
     double t0 = now_s();
     st = lq_run_part(ck, plan, work, &ro, &err);
     if (st == LQ_ERR_CANCELLED) {
