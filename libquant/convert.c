@@ -600,18 +600,11 @@ static void measure_rows(void *arg, size_t b, size_t e)
 {
     qctx *c = arg;
     uint64_t K = c->K;
-    float *q = malloc(K * sizeof(float));
     for (size_t r = b; r < e; r++) {
-        const uint8_t *sc = c->scales + (c->r0 + r) * (K / 32);
         lq_err_acc_init(&c->row_acc[r]);
-        if (!q) {
-            c->row_acc[r].nonfinite = 1; /* reported as a failure below */
-            continue;
-        }
-        lq_mxfp4_dequantize(c->packed + r * (K / 2), sc, (size_t)K, q, NULL);
-        lq_err_acc_add(&c->row_acc[r], c->f32 + r * K, q, (size_t)K, sc);
+        lq_err_acc_add_mx(&c->row_acc[r], c->f32 + r * K, c->packed + r * (K / 2),
+                          c->scales + (c->r0 + r) * (K / 32), (size_t)K);
     }
-    free(q);
 }
 
 /* ---- running a part ---- */

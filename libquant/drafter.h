@@ -14,8 +14,10 @@
  *   DF_VALUE             a value outside its sane range: layers 1..256, heads % kv heads,
  *                        sizes >= 1, partial_rotary_factor in (0, 1] giving even rotary dims,
  *                        thetas > 1, eps in (0, 0.5], window >= 1, value scale > 0, two keys for
- *                        the window disagreeing, an unknown layer_types entry, hidden_act other
- *                        than silu; two weight files without an index (ambiguous)
+ *                        the window disagreeing, sliding-window layers without a window
+ *                        (LQ_ERR_NOT_FOUND), layer_types of the wrong length or with an unknown
+ *                        entry, hidden_act other than silu (LQ_ERR_UNSUPPORTED); two weight files
+ *                        without an index (ambiguous)
  *   DF_ARCH              architectures[0] is not "DFlashDraftModel" (LQ_ERR_UNSUPPORTED)
  *   DF_BLOCK             block_size (dflash_config.block_size, else top-level) absent, < 2 or
  *                        above 4096, or the two keys disagree

@@ -42,6 +42,17 @@ void lq_err_acc_init(lq_err_acc *a);
 /* Adds n pairs. mx_scales (may be NULL) are the E8M0 scales of q, one per 32 elements starting
  * at w[0]; with them the clip count is exact, without them it stays 0. */
 void lq_err_acc_add(lq_err_acc *a, const float *w, const float *q, size_t n, const uint8_t *mx_scales);
+/* Adds n pairs where q is MXFP4 data (n % 32 == 0): the packed codes and E8M0 scales are
+ * decoded on the fly, so no f32 copy of q is needed. Per 32-element block the sums are formed
+ * in f32 over 8 fixed lanes (4 terms each), then added to the double totals in lane order; the
+ * AVX2 path and the portable path perform the same IEEE operations in the same order, so the
+ * result is bit-identical on every x86-64 machine. A block with a non-finite w, or a scale of
+ * 253 or more (whose decoded values can overflow f32), falls back to per-element double sums. */
+void lq_err_acc_add_mx(lq_err_acc *a, const float *w, const uint8_t *packed, const uint8_t *scales, size_t n);
+/* The same, forced onto the portable path (tests compare the two). */
+void lq_err_acc_add_mx_portable(lq_err_acc *a, const float *w, const uint8_t *packed, const uint8_t *scales,
+                                size_t n);
+
 /* a += b. */
 void lq_err_acc_merge(lq_err_acc *a, const lq_err_acc *b);
 void lq_err_acc_finish(const lq_err_acc *a, lq_metrics *m);

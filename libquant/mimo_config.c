@@ -379,9 +379,11 @@ static lq_status parse_identity(cctx *cx, lq_mimo_config *c)
                        "model_type \"%.64s\" is not mimo_v2_flash or mimo_v2", mt);
     memcpy(c->model_type, mt, strlen(mt) + 1);
 
+    /* Optional: a config saved on its own (not from a model) has no architectures, and nothing
+     * numeric depends on it. */
     const cJSON *arch = lq_json_get(cx->root, "architectures");
-    if (!arch)
-        return key_fail(cx, LQ_ERR_NOT_FOUND, "CFG_KEY", "architectures", "is required");
+    if (!arch || cJSON_IsNull(arch))
+        return LQ_OK;
     const cJSON *a0 = cJSON_IsArray(arch) ? cJSON_GetArrayItem(arch, 0) : NULL;
     if (!a0 || !cJSON_IsString(a0))
         return key_fail(cx, LQ_ERR_CORRUPT, "CFG_KEY", "architectures",

@@ -40,26 +40,33 @@
  *   rope_scaling / rope_type: absent, null or "default" only; anything else is LQ_ERR_UNSUPPORTED.
  *   n_shared_experts: absent, null or 0 only (MiMo has no shared expert); else unsupported.
  *   topk_method: absent or "noaux_tc"; scoring_func: absent (transformers) or "sigmoid".
+ *   architectures: optional (a config saved without a model has none); when present a
+ *   non-empty array of strings.
  *   eos/bos/pad token ids: optional (eos may be an integer or a list of integers).
  *   quantization_config: optional.
  *
  * Rules (lq_error.rule; lq_error.tensor holds the key path, e.g. "rope_parameters.
  * sliding_attention.rope_theta"; lq_error.file the file name passed in):
  *   CFG_KEY         a required key is absent, or a key has the wrong JSON type (an integer key
- *                   holding a non-integer or a negative number, a string key holding a number...)
- *                   (LQ_ERR_NOT_FOUND when absent, LQ_ERR_CORRUPT for a wrong type)
+ *                   holding a string or a fraction, a string key holding a number, a list that
+ *                   is not an array, a container that is not an object) (LQ_ERR_NOT_FOUND when
+ *                   absent, LQ_ERR_CORRUPT for a wrong type)
  *   CFG_MODEL_TYPE  model_type is not "mimo_v2_flash" or "mimo_v2" (LQ_ERR_UNSUPPORTED)
  *   CFG_PATTERN     a per-layer list whose length differs from num_hidden_layers, or an element
  *                   that is not 0/1 (hub) or a known layer type string (transformers)
  *                   (LQ_ERR_CORRUPT)
  *   CFG_CONFLICT    two keys give different values for the same thing (LQ_ERR_CORRUPT)
- *   CFG_VALUE       a value outside its sane range: layers 1..4096, hidden/vocab/heads/dims/
- *                   sizes >= 1 and bounded, heads % kv_heads == 0 for both layer kinds, RoPE
- *                   dims int(head_dim x partial_rotary_factor) even and >= 2, thetas, eps,
- *                   value scale and routed scale finite and > 0, top-k <= experts, n_group
- *                   dividing the experts, token ids < vocab, fused-qkv heads dividing the
- *                   checkpoint-TP shard count (LQ_ERR_CORRUPT), or a feature we do not
- *                   implement (LQ_ERR_UNSUPPORTED)
+ *   CFG_VALUE       a value outside its sane range: a negative integer, layers 1..4096,
+ *                   hidden/vocab/heads/dims/sizes >= 1 and bounded, heads % kv_heads == 0 for
+ *                   both layer kinds, RoPE dims int(head_dim x partial_rotary_factor) even and
+ *                   >= 2, thetas > 1, eps in (0, 0.5], value scale and routed scale finite and
+ *                   > 0, top-k <= experts, n_group dividing the experts, topk_group <= n_group,
+ *                   token ids < vocab, q heads and SWA KV heads of a fused qkv dividing into
+ *                   the checkpoint-TP shards, quantization block sizes >= 1 (LQ_ERR_CORRUPT); or
+ *                   a feature we do not implement: RoPE scaling, a shared expert, scoring other
+ *                   than sigmoid, topk_method other than noaux_tc, hidden_act other than silu,
+ *                   attention_bias true, an unknown attention_projection_layout
+ *                   (LQ_ERR_UNSUPPORTED)
  * plus LQ_ERR_NO_MEMORY and LQ_ERR_INVALID_ARGUMENT (NULL cfg or out). */
 #ifndef LIBQUANT_MIMO_CONFIG_H
 #define LIBQUANT_MIMO_CONFIG_H
@@ -97,7 +104,7 @@ typedef struct lq_mimo_quant {
 
 typedef struct lq_mimo_config {
     char model_type[32];          /* "mimo_v2_flash" or "mimo_v2" */
-    char architecture[128];       /* architectures[0] */
+    char architecture[128];       /* architectures[0]; "" when absent or null */
     unsigned dialect;             /* LQ_MIMO_DIALECT_* bits */
 
     uint32_t vocab_size, hidden_size, num_hidden_layers;

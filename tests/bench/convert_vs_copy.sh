@@ -22,5 +22,5 @@ conv=$(awk -F': ' '/Elapsed/ {split($2,a,":"); s=0; for(i=1;i<=length(a);i++) s=
 rss=$(awk -F': ' '/Maximum resident/ {print $2}' "$work/time.txt")
 awk -v b="$bytes" -v t0="$t0" -v t1="$t1" -v c="$conv" -v r="$rss" 'BEGIN {
   cp = t1 - t0
-  printf "source  %d bytes\ncopy    %.2f s (%.3f GB/s)\nconvert %.2f s (%.3f GB/s of input)\nratio   %.2f x copy time\npeak RSS %d kB\n", b, cp, b / cp / 1e9, c, b / c / 1e9, c / cp, r }'
+  printf "source  %.0f bytes\ncopy    %.2f s (%.3f GB/s)\nconvert %.2f s (%.3f GB/s of input)\nratio   %.2f x copy time\npeak RSS %.0f kB\n", b, cp, b / cp / 1e9, c, b / c / 1e9, c / cp, r }'
 cat "$work/run.txt"
