@@ -550,7 +550,6 @@ static void test_rules(void)
         {B_TR, "model_type", "\"mimo\"", NULL, NULL, LQ_ERR_UNSUPPORTED, "CFG_MODEL_TYPE", "model_type"},
         /* CFG_KEY: absent or wrongly typed */
         {B_HUB, "model_type", NULL, NULL, NULL, LQ_ERR_NOT_FOUND, "CFG_KEY", "model_type"},
-        {B_HUB, "architectures", NULL, NULL, NULL, LQ_ERR_NOT_FOUND, "CFG_KEY", "architectures"},
         {B_HUB, "architectures", "[]", NULL, NULL, LQ_ERR_CORRUPT, "CFG_KEY", "architectures"},
         {B_HUB, "hidden_size", NULL, NULL, NULL, LQ_ERR_NOT_FOUND, "CFG_KEY", "hidden_size"},
         {B_HUB, "hidden_size", "\"256\"", NULL, NULL, LQ_ERR_CORRUPT, "CFG_KEY", "hidden_size"},
@@ -668,13 +667,14 @@ static void test_rules(void)
         cJSON_Delete(j);
     }
 
-    /* Accepted edits: nulls with documented meanings, eos as a list, split layout spelled out. */
+    /* Accepted edits: nulls with documented meanings, eos as a list, no architectures. */
     static const struct { const char *path, *value; } ok[] = {
         {"attention_value_scale", "null"},
         {"eos_token_id", "[151645, 151643]"},
         {"rope_scaling", "{\"rope_type\":\"default\"}"},
         {"pad_token_id", "null"},
         {"quantization_config", "null"},
+        {"architectures", NULL},
     };
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
         cJSON *j = parse_text(TINY_HUB);
@@ -689,6 +689,8 @@ static void test_rules(void)
                 CHECK(c.n_eos == 2 && c.eos_token_ids[0] == 151645 && c.eos_token_ids[1] == 151643);
             if (i == 3)
                 CHECK(c.pad_token_id == -1);
+            if (i == 5)
+                CHECK_STR(c.architecture, "");
             lq_mimo_config_free(&c);
         }
         cJSON_Delete(j);
