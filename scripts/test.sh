@@ -13,8 +13,8 @@ mimo_setup build || { echo "0 passed, 1 failed"; exit 1; }
 mimo_setup build-san -Dcuda=disabled -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug \
   || { echo "0 passed, 1 failed"; exit 1; }
 
-meson test -C build --num-processes "$jobs" --print-errorlogs
-meson test -C build-san --num-processes "$jobs" --print-errorlogs --no-suite interop --no-suite gpu
+meson test -C build --num-processes "$jobs" --print-errorlogs --no-suite slow
+meson test -C build-san --num-processes "$jobs" --print-errorlogs --no-suite interop --no-suite gpu --no-suite slow
 
 count() { # $1 = build dir, $2 = result name in testlog.json
   grep -o "\"result\": \"$2\"" "$top/$1/meson-logs/testlog.json" 2>/dev/null | wc -l
