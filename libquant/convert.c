@@ -911,22 +911,70 @@ cleanup:
     return st;
 }
 
-/* Removes temporaries left by a killed writer (".NAME.tmp-PID"). */
+/* Removes temporaries left by a killed writer (".NAME.tmp-PID") in dir and its dflash/. */
 static void remove_temps(const char *dir)
 {
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.' && strstr(e->d_name, ".tmp-")) {
-            char *pth = path_join(dir, e->d_name);
-            if (pth)
-                unlink(pth);
-            free(pth);
+    for (int pass = 0; pass < 2; pass++) {
+        char *d0 = pass ? path_join(dir, "dflash") : strdup(dir);
+        DIR *d = d0 ? opendir(d0) : NULL;
+        if (d) {
+            struct dirent *e;
+            while ((e = readdir(d)) != NULL) {
+                if (e->d_name[0] == '.' && strstr(e->d_name, ".tmp-")) {
+                    char *pth = path_join(d0, e->d_name);
+                    if (pth)
+                        unlink(pth);
+                    free(pth);
+                }
+            }
+            closedir(d);
         }
+        free(d0);
     }
-    closedir(d);
+}
+
+/* Removes "<work>.init-PID" directories left when a run was killed while creating its work
+ * directory (they hold at most the plan and its temporary). */
+static void remove_stale_inits(const char *work)
+{
+    char *parent = strdup(work);
+    if (!parent)
+        return;
+    char *sl = strrchr(parent, '/');
+    const char *base = sl ? sl + 1 : work;
+    if (sl)
+        *sl = 0;
+    const char *pdir = sl ? (parent[0] ? parent : "/") : ".";
+    size_t bl = strlen(base);
+    DIR *d = opendir(pdir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            if (strncmp(e->d_name, base, bl) != 0 || strncmp(e->d_name + bl, ".init-", 6) != 0)
+                continue;
+            char *stale = path_join(pdir, e->d_name);
+            DIR *sd = stale ? opendir(stale) : NULL;
+            if (sd) {
+                struct dirent *f;
+                while ((f = readdir(sd)) != NULL) {
+                    if (!strcmp(f->d_name, ".") || !strcmp(f->d_name, ".."))
+                        continue;
+                    /* Only what a work directory's creation writes. */
+                    if (!strstr(f->d_name, "mimo-plan.json"))
+                        continue;
+                    char *fp = path_join(stale, f->d_name);
+                    if (fp)
+                        unlink(fp);
+                    free(fp);
+                }
+                closedir(sd);
+                rmdir(stale);
+            }
+            free(stale);
+        }
+        closedir(d);
+    }
+    free(parent);
 }
 
 /* Part 1's other files: config.json and the extras, recorded in .mimo-extras.json. */
@@ -1083,6 +1131,7 @@ lq_status lq_run_part(const lq_ckpt *src, const lq_plan *p, const char *work, co
         st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
         goto cleanup;
     }
+    remove_stale_inits(work);
     struct stat wsb;
     if (stat(work, &wsb) == 0) {
         if (!o->resume) {

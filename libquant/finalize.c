@@ -118,6 +118,8 @@ static lq_status move_in(const char *from_dir, const char *name, const char *to_
         mkdir(b, 0755);
         *slash = '/';
     }
+    if (access(a, F_OK) != 0 && access(b, F_OK) == 0)
+        goto done; /* moved by an earlier, interrupted merge */
     if (rename(a, b) == 0)
         goto done;
     if (errno != EXDEV) {
@@ -152,22 +154,27 @@ done:
     return st;
 }
 
-/* Removes the run's bookkeeping files (".mimo-*") from a directory. */
+/* Removes the run's bookkeeping files (".mimo-*") and writer temporaries (".NAME.tmp-PID") from a
+ * directory and its dflash/. */
 static void remove_state(const char *dir)
 {
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (strncmp(e->d_name, ".mimo-", 6) == 0) {
-            char *p = pjoin(dir, e->d_name);
-            if (p)
-                unlink(p);
-            free(p);
+    for (int pass = 0; pass < 2; pass++) {
+        char *d0 = pass ? pjoin(dir, "dflash") : strdup(dir);
+        DIR *d = d0 ? opendir(d0) : NULL;
+        if (d) {
+            struct dirent *e;
+            while ((e = readdir(d)) != NULL) {
+                if (strncmp(e->d_name, ".mimo-", 6) == 0 || (e->d_name[0] == '.' && strstr(e->d_name, ".tmp-"))) {
+                    char *p = pjoin(d0, e->d_name);
+                    if (p)
+                        unlink(p);
+                    free(p);
+                }
+            }
+            closedir(d);
         }
+        free(d0);
     }
-    closedir(d);
 }
 
 static int cmp_file(const void *a, const void *b)
@@ -612,12 +619,39 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
     } else {
         size_t n = strlen(out);
         asm_dir = malloc(n + 16);
-        if (asm_dir)
-            snprintf(asm_dir, n + 16, "%s.mimo-merge", out);
-        if (asm_dir && mkdir(asm_dir, 0755) != 0) {
-            st = lq_fail(err, LQ_ERR_IO, asm_dir, NULL, "MERGE_DIR",
-                         "cannot create (%s); remove a leftover from an earlier merge", strerror(errno));
+        if (!asm_dir) {
+            st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
             goto cleanup;
+        }
+        snprintf(asm_dir, n + 16, "%s.mimo-merge", out);
+        /* A merge killed after moving shards continues from its assembly directory, which names
+         * the plan it belongs to; it is created with that name inside, then renamed. */
+        cJSON *mm = NULL;
+        struct stat asb;
+        if (stat(asm_dir, &asb) == 0) {
+            lq_error e2;
+            const char *mfp = NULL;
+            if (load(asm_dir, ".mimo-merge.json", &mm, &e2) == LQ_OK)
+                mfp = jstr(mm, "fingerprint");
+            if (!mfp || strcmp(mfp, fp0) != 0) {
+                cJSON_Delete(mm);
+                st = lq_fail(err, LQ_ERR_INVALID_ARGUMENT, asm_dir, NULL, "MERGE_DIR",
+                             "exists and belongs to another merge; remove it");
+                goto cleanup;
+            }
+            cJSON_Delete(mm);
+        } else {
+            char tmpd[4300], text[200];
+            snprintf(tmpd, sizeof(tmpd), "%s.init-%ld", asm_dir, (long)getpid());
+            snprintf(text, sizeof(text), "{\"fingerprint\":\"%s\"}", fp0);
+            char *mp0 = pjoin(tmpd, ".mimo-merge.json");
+            if (!mp0 || mkdir(tmpd, 0755) != 0 ||
+                lq_write_file_atomic(mp0, text, strlen(text), NULL, err) != LQ_OK || rename(tmpd, asm_dir) != 0) {
+                free(mp0);
+                st = lq_fail(err, LQ_ERR_IO, asm_dir, NULL, "MERGE_DIR", "cannot create: %s", strerror(errno));
+                goto cleanup;
+            }
+            free(mp0);
         }
     }
     if (!asm_dir) {
@@ -822,6 +856,11 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
         st = lq_fail(err, LQ_ERR_IO, out, NULL, "OUT_PUBLISH", "cannot publish %s as %s: %s", asm_dir, out,
                      strerror(errno));
         goto cleanup;
+    }
+    {
+        char rp2[4200];
+        snprintf(rp2, sizeof(rp2), "%s.report.json", out);
+        unlink(rp2); /* a failed gate's report from an earlier attempt */
     }
     if (!in_place)
         for (size_t i = 0; i < nwork; i++) {

@@ -115,6 +115,22 @@ static int parse_double(const char *s, double *out)
     return 0;
 }
 
+/* Prints s as a JSON string literal on f. */
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            fprintf(f, "\\%c", ch);
+        else if (ch < 0x20)
+            fprintf(f, "\\u%04x", ch);
+        else
+            fputc(ch, f);
+    }
+    fputc('"', f);
+}
+
 static void print_err(const lq_error *err)
 {
     char buf[1600];
@@ -172,12 +188,16 @@ static void on_tensor(void *user, const lq_tensor_event *ev)
     }
     const char *fmt = pt->rule == LQ_RULE_MXFP4 ? "MXFP4" : lq_dtype_name(pt->dtype);
     if (pr->json) {
-        fprintf(stderr,
-                "{\"event\":\"tensor\",\"name\":\"%s\",\"shape\":\"%s\",\"from\":\"%s\",\"to\":\"%s\","
-                "\"in_bytes\":%" PRIu64 ",\"out_bytes\":%" PRIu64 ",\"sqnr_db\":%s%.3f%s,\"done\":%zu,"
-                "\"total\":%zu,\"percent\":%.2f,\"bytes_per_s\":%.0f,\"eta_s\":%.0f}\n",
-                pt->name, shape, lq_dtype_name(si->dtype), fmt, ev->in_bytes, ev->out_bytes,
-                ev->quantized ? "" : "\"", ev->quantized ? ev->m.sqnr_db : 0.0, ev->quantized ? "" : "\"",
+        fprintf(stderr, "{\"event\":\"tensor\",\"name\":");
+        json_str(stderr, pt->name);
+        fprintf(stderr, ",\"shape\":\"%s\",\"from\":\"%s\",\"to\":\"%s\",\"in_bytes\":%" PRIu64
+                        ",\"out_bytes\":%" PRIu64 ",\"sqnr_db\":", shape, lq_dtype_name(si->dtype), fmt,
+                ev->in_bytes, ev->out_bytes);
+        if (ev->quantized && isfinite(ev->m.sqnr_db))
+            fprintf(stderr, "%.3f", ev->m.sqnr_db);
+        else
+            fprintf(stderr, "null");
+        fprintf(stderr, ",\"done\":%zu,\"total\":%zu,\"percent\":%.2f,\"bytes_per_s\":%.0f,\"eta_s\":%.0f}\n",
                 ev->done_tensors, ev->total_tensors, pct, rate, eta);
         return;
     }
@@ -447,7 +467,8 @@ static void collect_extras(const cli *c, const lq_ckpt *ck, extra_list *x)
         names[n++] = strdup(nm);
     }
     closedir(d);
-    qsort(names, n, sizeof(*names), cmp_str);
+    if (n)
+        qsort(names, n, sizeof(*names), cmp_str);
     for (size_t i = 0; i < n; i++) {
         char *path = malloc(strlen(c->src) + strlen(names[i]) + 2);
         sprintf(path, "%s/%s", c->src, names[i]);
@@ -533,8 +554,11 @@ static int run_merge(int argc, char **argv)
         print_err(&err);
         return exit_for(st);
     }
-    if (json)
-        printf("{\"out\":\"%s\",\"parts\":%zu,\"status\":\"ok\"}\n", out, nd);
+    if (json) {
+        printf("{\"out\":");
+        json_str(stdout, out);
+        printf(",\"parts\":%zu,\"status\":\"ok\"}\n", nd);
+    }
     else
         printf("%s: merged %zu parts\n", out, nd);
     return 0;
@@ -554,6 +578,7 @@ int main(int argc, char **argv)
         int bad = 0;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
+            free(pats);
             return 0;
         } else if (!strcmp(a, "--scale-mode") && v) {
             bad = lq_mx_scale_mode_parse(v, &c.popts.scale_mode) != LQ_OK;
@@ -617,6 +642,7 @@ int main(int argc, char **argv)
         } else if (a[0] == '-') {
             fprintf(stderr, "mimo-quantize: unknown or incomplete option: %s\n", a);
             usage(stderr);
+            free(pats);
             return 2;
         } else if (!c.src) {
             c.src = a;
@@ -624,15 +650,18 @@ int main(int argc, char **argv)
             c.out = a;
         } else {
             fprintf(stderr, "mimo-quantize: unexpected argument: %s\n", a);
+            free(pats);
             return 2;
         }
         if (bad) {
             fprintf(stderr, "mimo-quantize: %s: invalid value %s (see --help)\n", a, v ? v : "");
+            free(pats);
             return 2;
         }
     }
     if (!c.src || !c.out) {
         usage(stderr);
+        free(pats);
         return 2;
     }
     if (c.threads == 0) {
@@ -828,6 +857,7 @@ int main(int argc, char **argv)
                       .nextras = extras.n, .options_json = opts_json, .source_fingerprint_extra = draft_fp,
                       .drafter = dr ? lq_drafter_ckpt(dr) : NULL, .drafter_file = "dflash_draft_model.safetensors"};
     double t0 = now_s();
+    int work_existed = stat(work, &sb) == 0;
     st = lq_run_part(ck, plan, work, &ro, &err);
     if (st == LQ_ERR_CANCELLED) {
         fprintf(stderr, "mimo-quantize: interrupted; completed shards are kept in %s: rerun with --resume\n", work);
@@ -836,8 +866,10 @@ int main(int argc, char **argv)
     }
     if (st != LQ_OK) {
         print_err(&err);
-        if (st == LQ_ERR_NUMERIC || st == LQ_ERR_CORRUPT) {
-            /* Bad input: nothing here is worth resuming. */
+        if (!work_existed && (st == LQ_ERR_NUMERIC || !strncmp(err.rule, "QUANT_", 6) ||
+                              !strncmp(err.rule, "FP8_", 4))) {
+            /* Bad source data found by a run that created this work directory: nothing in it is
+             * worth resuming. Never for resume-state errors, never for a directory we did not make. */
             char cmd[8400];
             snprintf(cmd, sizeof(cmd), "%s", work);
             DIR *d = opendir(work);
@@ -870,8 +902,11 @@ int main(int argc, char **argv)
     }
     double t_run = now_s() - t0;
     if (c.nparts > 1) {
-        if (c.json)
-            printf("{\"part\":%u,\"nparts\":%u,\"dir\":\"%s\",\"seconds\":%.3f}\n", c.part, c.nparts, work, t_run);
+        if (c.json) {
+            printf("{\"part\":%u,\"nparts\":%u,\"dir\":", c.part, c.nparts);
+            json_str(stdout, work);
+            printf(",\"seconds\":%.3f}\n", t_run);
+        }
         else
             printf("%s: part %u/%u done in %.1f s; assemble with: mimo-quantize merge OUT PART_DIRS...\n", work,
                    c.part, c.nparts, t_run);
@@ -887,11 +922,13 @@ int main(int argc, char **argv)
         goto done;
     }
     double secs = now_s() - t0;
-    if (c.json)
-        printf("{\"out\":\"%s\",\"tensors\":%zu,\"mxfp4\":%zu,\"shards\":%u,\"source_bytes\":%" PRIu64
+    if (c.json) {
+        printf("{\"out\":");
+        json_str(stdout, c.out);
+        printf(",\"tensors\":%zu,\"mxfp4\":%zu,\"shards\":%u,\"source_bytes\":%" PRIu64
                ",\"seconds\":%.3f,\"threads\":%d}\n",
-               c.out, plan->n, plan->nquant, plan->nshards, plan->src_bytes, secs, c.threads);
-    else
+               plan->n, plan->nquant, plan->nshards, plan->src_bytes, secs, c.threads);
+    } else
         printf("%s: %zu tensors (%zu MXFP4) in %u shards from %" PRIu64 " source bytes in %.1f s "
                "(%.1f MB/s, %d threads); report %s/%s\n",
                c.out, plan->n, plan->nquant, plan->nshards, plan->src_bytes, secs,
