@@ -23,6 +23,8 @@
  *    pattern's match count as counted here with fnmatch/regexec. */
 #include <fnmatch.h>
 #include <regex.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -403,6 +405,40 @@ static void case_patterns(void)
     lq_ckpt_close(ck);
 }
 
+/* An I/O error while writing (a 1 MiB file-size limit makes write(2) fail with EFBIG, as a full
+ * disk makes it fail with ENOSPC): exit 3 naming the file and the rule OUT_WRITE, no OUT, no
+ * temporary left in the work directory, and --resume afterwards (without the limit) produces
+ * exactly the output of an undisturbed run (reference/ecosystem_reliability.md 4.4 item 2). */
+static void case_write_error(void)
+{
+    char par[1100], out[1100], ref[1100], work[1200], errf[1100], msg[512];
+    qt_fmt(par, sizeof(par), "%s/ioerr", root);
+    qt_fmt(out, sizeof(out), "%s/out", par);
+    qt_fmt(ref, sizeof(ref), "%s/ref", par);
+    qt_fmt(work, sizeof(work), "%s/out.mimo-partial", par);
+    qt_fmt(errf, sizeof(errf), "%s/ioerr.err", root);
+    mkdir(par, 0755);
+    CHECK_EQ_U64(qt_runl(NULL, Q, bf16, ref, "-q", "--max-shard-size", "3M", NULL), 0);
+    struct rlimit old, lim;
+    CHECK(getrlimit(RLIMIT_FSIZE, &old) == 0);
+    lim = old;
+    lim.rlim_cur = (rlim_t)1 << 20;
+    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN); /* inherited by the child: write fails, no signal */
+    CHECK(setrlimit(RLIMIT_FSIZE, &lim) == 0);
+    const char *argv[] = {Q, bf16, out, "-q", "--max-shard-size", "3M", NULL};
+    int rc = qt_run(argv, &(qt_run_opts){.err_path = errf});
+    setrlimit(RLIMIT_FSIZE, &old);
+    signal(SIGXFSZ, prev);
+    CHECK_MSG(rc == 3, "write error: exit %d, want 3", rc);
+    CHECK_MSG(qt_file_contains(errf, ": OUT_WRITE: ") == 1, "write error: stderr does not name OUT_WRITE");
+    CHECK_MSG(qt_file_contains(errf, ".safetensors: ") == 1, "write error: stderr does not name the file");
+    CHECK(!qt_exists(out));
+    CHECK_MSG(qt_is_dir(work), "write error: the work directory (kept for --resume) is gone");
+    CHECK_EQ_U64(qt_count_matching(work, ".tmp-"), 0);
+    CHECK_EQ_U64(qt_runl(NULL, Q, bf16, out, "-q", "--max-shard-size", "3M", "--resume", NULL), 0);
+    CHECK_MSG(qt_dirs_differ(ref, out, msg, sizeof(msg)) == 0, "write error then --resume: %s", msg);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -436,6 +472,7 @@ int main(int argc, char **argv)
         case_bad_dtype();
         case_out_in_src();
         case_out_exists();
+        case_write_error();
         expect_refusal("pattern-unused", bf16, EXTRA("--include", "model.nothing.*"), 3, "PLAN_PATTERN_UNUSED");
         expect_refusal("norm", bf16, EXTRA("--include", "model.layers.0.input_layernorm.weight"), 3,
                        "PLAN_NOT_QUANTIZABLE");
