@@ -6,8 +6,8 @@
  * Any failure before the rename removes the temporary, so a final name only ever appears with
  * complete, synced content. fsync is never retried: after a failed fsync Linux may already
  * have dropped the dirty pages, and a second fsync would report success over lost data. */
-#define _GNU_SOURCE /* sync_file_range (Linux); without it the early-writeback hint compiles out */
 #include "outfile.h"
+#include "internal/writeback.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -204,16 +204,14 @@ lq_status lq_outfile_write(lq_outfile *f, const void *data, size_t len, lq_error
         left -= (size_t)w;
         f->size += (uint64_t)w;
     }
-#ifdef SYNC_FILE_RANGE_WRITE
     /* Start writeback of every full 64 MiB behind us, so the final fsync finds little left to
      * flush and the disk works while we compute (durability still comes from that fsync). */
     const uint64_t step = (uint64_t)64 << 20;
     if (f->size - f->flushed >= step) {
         uint64_t span = (f->size - f->flushed) / step * step;
-        sync_file_range(f->fd, (off_t)f->flushed, (off_t)span, SYNC_FILE_RANGE_WRITE);
+        lq_start_writeback(f->fd, f->flushed, span);
         f->flushed += span;
     }
-#endif
     return LQ_OK;
 }
 
