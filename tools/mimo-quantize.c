@@ -370,9 +370,22 @@ static void print_plan(const cli *c, const lq_plan *p, const sizes *sz)
     }
     printf("plan: %s -> %s (layout %s, scale mode %s)\n", c->src, c->out,
            p->layout == LQ_LAYOUT_MIMO ? "mimo" : "compressed-tensors", lq_mx_scale_mode_name(p->scale_mode));
-    for (size_t k = 0; k < c->popts.npatterns; k++)
+    for (size_t k = 0; k < c->popts.npatterns; k++) {
         printf("  --%s %s -> %" PRIu64 " weight tensors\n", c->popts.patterns[k].include ? "include" : "exclude",
                c->popts.patterns[k].text, c->popts.patterns[k].matched);
+        /* pattern -> tensors -> format, as resolved after every pattern (the later wins) */
+        size_t shown = 0;
+        for (size_t i = 0; i < p->n; i++) {
+            const lq_plan_tensor *t = &p->t[i];
+            if (t->rule == LQ_RULE_MXFP4_SCALE || lq_pattern_match(c->popts.patterns[k].text, t->src.info->name) != 1)
+                continue;
+            if (shown++ < 8)
+                printf("      %s -> %s\n", t->src.info->name,
+                       t->rule == LQ_RULE_MXFP4 ? "MXFP4" : lq_dtype_name(t->dtype));
+        }
+        if (shown > 8)
+            printf("      ... and %zu more\n", shown - 8);
+    }
     printf("tensors: %zu to MXFP4 (%.3f G params), %zu kept, %zu passed through (already MXFP4), "
            "%zu dropped (weight_scale_inv of quantized FP8 weights); %zu in the output\n",
            nrule[LQ_RULE_MXFP4], (double)qparams / 1e9, nrule[LQ_RULE_KEEP], nrule[LQ_RULE_PASSTHROUGH],
