@@ -17,8 +17,8 @@ void lq_err_acc_init(lq_err_acc *a)
 
 /* Eight independent lanes (element i goes to lane i % 8), summed in lane order at the end: the
  * result depends only on n and the data, never on how callers split their work, and the lanes
- * let the compiler keep several additions in flight (one chain of dependent double additions
- * per sum was the converter's hottest loop). Non-finite pairs are counted and contribute zero. */
+ * keep several additions in flight. Non-finite pairs are counted and contribute zero. The
+ * converter's hot path is lq_err_acc_add_mx below. */
 #define ACC_LANES 8
 
 void lq_err_acc_add(lq_err_acc *a, const float *w, const float *q, size_t n, const uint8_t *mx_scales)
@@ -38,25 +38,7 @@ void lq_err_acc_add(lq_err_acc *a, const float *w, const float *q, size_t n, con
             /* 0xFF is NaN: nothing compares greater than it, so nothing counts as clipped. */
             limit = s == 0xFFu ? INFINITY : ldexp(6.0, (int)s - 127);
         }
-        size_t i = b0;
-        for (; i + ACC_LANES <= b1; i += ACC_LANES) {
-            for (int l = 0; l < ACC_LANES; l++) {
-                double wi = w[i + (size_t)l], qi = q[i + (size_t)l];
-                int fin = isfinite(wi) && isfinite(qi);
-                nonfinite += !fin;
-                wi = fin ? wi : 0.0;
-                qi = fin ? qi : 0.0;
-                double e = wi - qi;
-                sw2[l] += wi * wi;
-                sq2[l] += qi * qi;
-                swq[l] += wi * qi;
-                se2[l] += e * e;
-                mx[l] = fabs(e) > mx[l] ? fabs(e) : mx[l];
-                zeroed += (wi != 0.0) & (qi == 0.0);
-                clipped += mx_scales && fabs(wi) > limit;
-            }
-        }
-        for (; i < b1; i++) {
+        for (size_t i = b0; i < b1; i++) {
             int l = (int)(i % ACC_LANES);
             double wi = w[i], qi = q[i];
             int fin = isfinite(wi) && isfinite(qi);
