@@ -542,7 +542,7 @@ static void write_json(const char *dir, const char *name, cJSON *root)
     cJSON_Delete(root);
 }
 
-static void write_backbone_config(const char *dir, const fx_geometry *g, int fp8)
+static void write_backbone_config(const char *dir, const fx_geometry *g, int fp8, int f32)
 {
     cJSON *c = cJSON_CreateObject();
     cJSON *arch = cJSON_CreateArray();
@@ -589,7 +589,7 @@ static void write_backbone_config(const char *dir, const fx_geometry *g, int fp8
     cJSON_AddStringToObject(c, "hidden_act", "silu");
     cJSON_AddNumberToObject(c, "max_position_embeddings", g->max_pos);
     cJSON_AddBoolToObject(c, "tie_word_embeddings", 0);
-    cJSON_AddStringToObject(c, "torch_dtype", "bfloat16");
+    cJSON_AddStringToObject(c, "torch_dtype", f32 ? "float32" : "bfloat16");
     cJSON_AddNumberToObject(c, "eos_token_id", g->vocab - 3);
     cJSON_AddNumberToObject(c, "pad_token_id", g->vocab - 2);
     if (fp8) {
@@ -665,8 +665,9 @@ static void usage(FILE *f)
         "  --preset P          tiny (hidden 256, 12 layers, 16 experts, ~46 MB BF16, with a DFlash\n"
         "                      drafter) or medium (MiMo-V2-Flash layer geometry, 6 layers, 32 experts\n"
         "                      of 2048, ~12 GB BF16 / ~7 GB FP8). Required.\n"
-        "  --variant V         bf16 (split q/k/v, mimo_v2_flash names) or fp8 (block-128 FP8,\n"
-        "                      fused qkv, mimo_v2 names). Required.\n"
+        "  --variant V         bf16 (split q/k/v, mimo_v2_flash names), fp8 (block-128 FP8,\n"
+        "                      fused qkv, mimo_v2 names) or f32 (bf16's layout stored as F32).\n"
+        "                      Required.\n"
         "  --out DIR           output directory; must not exist or be empty. Required.\n"
         "  --seed N            generator seed, 0..2^64-1 (default 1)\n"
         "  --max-shard-size B  bytes of tensor data per shard, >= 1 (default: tiny 8000000,\n"
@@ -767,8 +768,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "mimo-mkfixture: --preset must be tiny or medium\n");
         return 2;
     }
-    if (!variant || (strcmp(variant, "bf16") && strcmp(variant, "fp8"))) {
-        fprintf(stderr, "mimo-mkfixture: --variant must be bf16 or fp8\n");
+    if (!variant || (strcmp(variant, "bf16") && strcmp(variant, "fp8") && strcmp(variant, "f32"))) {
+        fprintf(stderr, "mimo-mkfixture: --variant must be bf16, fp8 or f32\n");
         return 2;
     }
     if (!out) {
@@ -787,8 +788,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "mimo-mkfixture: %s %s seed %" PRIu64 " -> %s\n", preset, variant, seed, out);
     fx_list bb = {0};
     build_backbone(&g, fp8, &bb);
+    if (!strcmp(variant, "f32")) /* the bf16 variant's tensors, stored as F32 */
+        for (size_t i = 0; i < bb.n; i++)
+            if (bb.t[i].dtype == LQ_DTYPE_BF16)
+                bb.t[i].dtype = LQ_DTYPE_F32;
     size_t nbb = bb.n;
-    write_backbone_config(out, &g, fp8);
+    write_backbone_config(out, &g, fp8, !strcmp(variant, "f32"));
     uint64_t bytes = write_shards(out, "model", 1, 0, &bb, seed, max_shard);
     free(bb.t);
 
