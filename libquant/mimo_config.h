@@ -2,7 +2,7 @@
  *
  * Xiaomi's hub dialect (the files shipped with MiMo-V2-Flash, V2.5 and V2.5-Pro;
  * reference/mimo_arch.md 2) and the transformers port's dialect (MiMoV2FlashConfig, as
- * save_pretrained writes it; /work/shared/GPU_HOST.md) describe the same model with different
+ * save_pretrained writes it; the GPU test host notes) describe the same model with different
  * keys. Both are accepted, and a file may carry keys of both:
  *
  *   value                    hub key(s)                              transformers key(s)
