@@ -1,0 +1,563 @@
+/* mimo-verify: the release gate for mimo-quantize artifacts.
+ *
+ *   mimo-verify ARTIFACT [--pubkey KEY.pem] [--only C,..] [--skip C,..] [--threads N]
+ *               [--report FILE.json] [--junit FILE.xml] [-q]
+ *
+ * Checks run in order; each prints one line (PASS / FAIL / SKIP with what it measured), then the
+ * verdict. Exit: 0 every check passed, 1 a check failed, 2 usage, 3 the artifact cannot be read.
+ * Checks available now:
+ *   manifest   mimo-manifest.json parses and has the expected schema
+ *   integrity  every listed file exists with its size and SHA-256 (files hashed in parallel);
+ *              files in the artifact that the manifest does not list are reported
+ *   signature  mimo-manifest.json.sig verifies against --pubkey (Ed25519); skipped without a key
+ *   container  the checkpoint opens under every safetensors and index rule (libquant/checkpoint.h):
+ *              index <-> shards both ways, offsets, dtypes, shapes, total_size
+ *   tensors    the manifest's tensor list equals the shards' (names, dtypes, shapes, files)
+ * The loader-contract inventory, accuracy against the source, HTML output and policy files are
+ * the next steps of this tool (docs/cli.md says which). */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <dirent.h>
+
+#include <openssl/evp.h>
+
+#include "libquant/libquant.h"
+
+typedef struct check {
+    const char *name;
+    int ran, passed;
+    char detail[1024];
+} check;
+
+static check checks[] = {
+    {"manifest", 0, 0, ""}, {"integrity", 0, 0, ""}, {"signature", 0, 0, ""},
+    {"container", 0, 0, ""}, {"tensors", 0, 0, ""},
+};
+#define NCHECKS (sizeof(checks) / sizeof(checks[0]))
+
+static int enabled[NCHECKS];
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: mimo-verify ARTIFACT [options]\n"
+        "Checks a mimo-quantize artifact: manifest, integrity (sizes and SHA-256), signature,\n"
+        "container rules, tensor list. One line per check, then the verdict.\n"
+        "  --pubkey KEY.pem    verify mimo-manifest.json.sig with this Ed25519 public key\n"
+        "  --only C[,C...]     run only these checks (manifest, integrity, signature, container, tensors)\n"
+        "  --skip C[,C...]     skip these checks\n"
+        "  --threads N         hashing threads, 1..256 (default: all online cores)\n"
+        "  --report FILE.json  write every check with its result as JSON (schema_version 1)\n"
+        "  --junit FILE.xml    write the checks as a JUnit test suite\n"
+        "  -q, --quiet         only the verdict line\n"
+        "  -h, --help          this text\n"
+        "Exit status: 0 all checks passed, 1 a check failed, 2 usage error, 3 unreadable input.\n");
+}
+
+static int check_index(const char *name)
+{
+    for (size_t i = 0; i < NCHECKS; i++)
+        if (!strcmp(checks[i].name, name))
+            return (int)i;
+    return -1;
+}
+
+/* Parses a comma-separated list of check names into enabled[] (value v). */
+static int parse_list(const char *s, int v)
+{
+    char buf[512];
+    snprintf(buf, sizeof(buf), "%s", s);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        int i = check_index(tok);
+        if (i < 0) {
+            fprintf(stderr, "mimo-verify: unknown check \"%s\"\n", tok);
+            return -1;
+        }
+        enabled[i] = v;
+    }
+    return 0;
+}
+
+static void result(int i, int passed, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+static void result(int i, int passed, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(checks[i].detail, sizeof(checks[i].detail), fmt, ap);
+    va_end(ap);
+    checks[i].ran = 1;
+    checks[i].passed = passed;
+}
+
+/* ---- integrity: parallel hashing of the listed files ---- */
+
+typedef struct hjob {
+    const char *dir;
+    const cJSON *files;
+    size_t n;
+    size_t next;
+    pthread_mutex_t mu;
+    char (*got)[65];
+    uint64_t *size;
+    int *err;
+} hjob;
+
+static void *hash_worker(void *arg)
+{
+    hjob *h = arg;
+    unsigned char *buf = malloc((size_t)8 << 20);
+    for (;;) {
+        pthread_mutex_lock(&h->mu);
+        size_t i = h->next++;
+        pthread_mutex_unlock(&h->mu);
+        if (i >= h->n || !buf)
+            break;
+        const char *rel = cJSON_GetStringValue(lq_json_get(cJSON_GetArrayItem(h->files, (int)i), "path"));
+        char path[8192];
+        snprintf(path, sizeof(path), "%s/%s", h->dir, rel ? rel : "");
+        FILE *f = rel ? fopen(path, "rb") : NULL;
+        if (!f) {
+            h->err[i] = errno ? errno : ENOENT;
+            continue;
+        }
+        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+        size_t r;
+        uint64_t total = 0;
+        while ((r = fread(buf, 1, (size_t)8 << 20, f)) > 0) {
+            EVP_DigestUpdate(ctx, buf, r);
+            total += r;
+        }
+        if (ferror(f))
+            h->err[i] = EIO;
+        fclose(f);
+        uint8_t d[32];
+        EVP_DigestFinal_ex(ctx, d, NULL);
+        EVP_MD_CTX_free(ctx);
+        lq_hex(d, 32, h->got[i]);
+        h->size[i] = total;
+    }
+    free(buf);
+    return NULL;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Every regular file under dir (two levels), relative paths, sorted. */
+static size_t list_files(const char *dir, const char *sub, char ***out, size_t n)
+{
+    char path[8192];
+    snprintf(path, sizeof(path), "%s%s%s", dir, sub ? "/" : "", sub ? sub : "");
+    DIR *d = opendir(path);
+    if (!d)
+        return n;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        char rel[4096], full[12288];
+        snprintf(rel, sizeof(rel), "%s%s%s", sub ? sub : "", sub ? "/" : "", e->d_name);
+        snprintf(full, sizeof(full), "%s/%s", dir, rel);
+        struct stat sb;
+        if (lstat(full, &sb) != 0)
+            continue;
+        if (S_ISDIR(sb.st_mode)) {
+            if (!sub)
+                n = list_files(dir, e->d_name, out, n);
+            continue;
+        }
+        char **o = realloc(*out, (n + 1) * sizeof(char *));
+        if (!o)
+            break;
+        *out = o;
+        (*out)[n++] = strdup(rel);
+    }
+    closedir(d);
+    return n;
+}
+
+static void check_integrity(const char *dir, const cJSON *man, int threads)
+{
+    int ci = check_index("integrity");
+    const cJSON *files = lq_json_get(man, "files");
+    size_t n = (size_t)cJSON_GetArraySize(files);
+    hjob h = {.dir = dir, .files = files, .n = n};
+    h.got = calloc(n + 1, sizeof(*h.got));
+    h.size = calloc(n + 1, sizeof(uint64_t));
+    h.err = calloc(n + 1, sizeof(int));
+    pthread_mutex_init(&h.mu, NULL);
+    pthread_t th[256];
+    int started = 0;
+    for (int t = 0; t < threads && t < 256; t++)
+        if (pthread_create(&th[t], NULL, hash_worker, &h) == 0)
+            started++;
+    if (!started)
+        hash_worker(&h);
+    for (int t = 0; t < started; t++)
+        pthread_join(th[t], NULL);
+    pthread_mutex_destroy(&h.mu);
+    size_t bad = 0;
+    uint64_t bytes = 0;
+    char first[900] = "";
+    for (size_t i = 0; i < n; i++) {
+        const cJSON *f = cJSON_GetArrayItem(files, (int)i);
+        const char *rel = cJSON_GetStringValue(lq_json_get(f, "path"));
+        const char *sha = cJSON_GetStringValue(lq_json_get(f, "sha256"));
+        uint64_t size = 0;
+        lq_json_u64(lq_json_get(f, "size"), &size);
+        bytes += h.size[i];
+        char why[700] = "";
+        if (h.err[i])
+            snprintf(why, sizeof(why), "%s: %s", rel ? rel : "?", h.err[i] == ENOENT ? "missing" : strerror(h.err[i]));
+        else if (h.size[i] != size)
+            snprintf(why, sizeof(why), "%s: size %" PRIu64 ", manifest says %" PRIu64, rel, h.size[i], size);
+        else if (!sha || strcmp(sha, h.got[i]) != 0)
+            snprintf(why, sizeof(why), "%s: SHA-256 %.16s..., manifest says %.16s...", rel, h.got[i], sha ? sha : "none");
+        if (why[0]) {
+            fprintf(stderr, "mimo-verify: integrity: %s\n", why);
+            if (!bad++)
+                snprintf(first, sizeof(first), "%s", why);
+        }
+    }
+    /* Files present but not listed (the manifest and its signature are never listed). */
+    char **present = NULL;
+    size_t np = list_files(dir, NULL, &present, 0), extra = 0;
+    if (np)
+        qsort(present, np, sizeof(char *), cmp_str);
+    for (size_t i = 0; i < np; i++) {
+        int listed = !strcmp(present[i], LQ_MANIFEST_FILE) || !strcmp(present[i], LQ_SIGNATURE_FILE);
+        for (size_t k = 0; k < n && !listed; k++)
+            listed = !strcmp(present[i], cJSON_GetStringValue(lq_json_get(cJSON_GetArrayItem(files, (int)k), "path")));
+        if (!listed) {
+            fprintf(stderr, "mimo-verify: integrity: %s: present but not in the manifest\n", present[i]);
+            if (!bad && !extra)
+                snprintf(first, sizeof(first), "%s: present but not in the manifest", present[i]);
+            extra++;
+        }
+        free(present[i]);
+    }
+    free(present);
+    if (bad || extra)
+        result(ci, 0, "%zu of %zu files wrong, %zu unlisted; first: %s", bad, n, extra, first);
+    else
+        result(ci, 1, "%zu files, %" PRIu64 " bytes, sizes and SHA-256 match", n, bytes);
+    free(h.got);
+    free(h.size);
+    free(h.err);
+}
+
+/* ---- the other checks ---- */
+
+static void check_signature(const char *dir, const char *pubkey)
+{
+    int ci = check_index("signature");
+    if (!pubkey) {
+        checks[ci].ran = 0;
+        snprintf(checks[ci].detail, sizeof(checks[ci].detail), "no --pubkey given");
+        return;
+    }
+    char mp[8192], sp[8192];
+    snprintf(mp, sizeof(mp), "%s/%s", dir, LQ_MANIFEST_FILE);
+    snprintf(sp, sizeof(sp), "%s/%s", dir, LQ_SIGNATURE_FILE);
+    uint8_t sig[64], pub[32], trusted[32];
+    lq_error err;
+    lq_error_clear(&err);
+    char buf[1400];
+    if (lq_sig_read(sp, sig, pub, &err) != LQ_OK || lq_ed25519_public_from_pem(pubkey, trusted, &err) != LQ_OK) {
+        result(ci, 0, "%s", lq_error_format(&err, buf, sizeof(buf)));
+        return;
+    }
+    if (memcmp(pub, trusted, 32) != 0) {
+        result(ci, 0, "%s: signed by another key than %s", LQ_SIGNATURE_FILE, pubkey);
+        return;
+    }
+    size_t len = 0;
+    FILE *f = fopen(mp, "rb");
+    char *text = NULL;
+    if (f) {
+        fseek(f, 0, SEEK_END);
+        long l = ftell(f);
+        fseek(f, 0, SEEK_SET);
+        text = l >= 0 ? malloc((size_t)l + 1) : NULL;
+        len = text ? fread(text, 1, (size_t)l, f) : 0;
+        fclose(f);
+    }
+    if (!text) {
+        result(ci, 0, "%s: unreadable", mp);
+        return;
+    }
+    if (lq_ed25519_verify_raw(trusted, text, len, sig, &err) != LQ_OK)
+        result(ci, 0, "%s", lq_error_format(&err, buf, sizeof(buf)));
+    else
+        result(ci, 1, "Ed25519 signature of %s verified", LQ_MANIFEST_FILE);
+    free(text);
+}
+
+static void check_tensors(const lq_ckpt *ck, const cJSON *man)
+{
+    int ci = check_index("tensors");
+    const cJSON *ts = lq_json_get(man, "tensors");
+    size_t n = (size_t)cJSON_GetArraySize(ts), bad = 0;
+    char first[700] = "";
+    const cJSON *t;
+    cJSON_ArrayForEach(t, ts) {
+        const char *name = cJSON_GetStringValue(lq_json_get(t, "name"));
+        const char *dt = cJSON_GetStringValue(lq_json_get(t, "dtype"));
+        const char *file = cJSON_GetStringValue(lq_json_get(t, "file"));
+        lq_ckpt_tensor ct;
+        char why[600] = "";
+        if (!name || lq_ckpt_find(ck, name, &ct) != 0) {
+            snprintf(why, sizeof(why), "%s: in the manifest, not in the shards", name ? name : "?");
+        } else {
+            int same = dt && !strcmp(dt, lq_dtype_name(ct.info->dtype)) && file &&
+                       !strcmp(file, lq_ckpt_shard_name(ck, ct.shard));
+            const cJSON *shape = lq_json_get(t, "shape");
+            same = same && (uint32_t)cJSON_GetArraySize(shape) == ct.info->rank;
+            for (uint32_t k = 0; same && k < ct.info->rank; k++) {
+                uint64_t v = 0;
+                same = lq_json_u64(cJSON_GetArrayItem(shape, (int)k), &v) == 0 && v == ct.info->shape[k];
+            }
+            if (!same)
+                snprintf(why, sizeof(why), "%s: dtype, shape or file differ from the manifest", name);
+        }
+        if (why[0]) {
+            fprintf(stderr, "mimo-verify: tensors: %s\n", why);
+            if (!bad++)
+                snprintf(first, sizeof(first), "%s", why);
+        }
+    }
+    if (lq_ckpt_count(ck) != n) {
+        if (!bad)
+            snprintf(first, sizeof(first), "the shards hold %zu tensors, the manifest lists %zu", lq_ckpt_count(ck), n);
+        bad++;
+    }
+    if (bad)
+        result(ci, 0, "%zu problems; first: %s", bad, first);
+    else
+        result(ci, 1, "%zu tensors: names, dtypes, shapes and files match the manifest", n);
+}
+
+/* ---- outputs ---- */
+
+static void xml_text(FILE *f, const char *s)
+{
+    for (; *s; s++) {
+        switch (*s) {
+        case '<': fputs("&lt;", f); break;
+        case '>': fputs("&gt;", f); break;
+        case '&': fputs("&amp;", f); break;
+        case '"': fputs("&quot;", f); break;
+        default:
+            if ((unsigned char)*s >= 0x20 || *s == '\n' || *s == '\t')
+                fputc(*s, f);
+        }
+    }
+}
+
+static int write_junit(const char *path, const char *artifact)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    size_t n = 0, fail = 0, skip = 0;
+    for (size_t i = 0; i < NCHECKS; i++) {
+        if (!enabled[i])
+            continue;
+        n++;
+        fail += checks[i].ran && !checks[i].passed;
+        skip += !checks[i].ran;
+    }
+    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"mimo-verify\" tests=\"%zu\" failures=\"%zu\" skipped=\"%zu\">\n",
+            n, fail, skip);
+    for (size_t i = 0; i < NCHECKS; i++) {
+        if (!enabled[i])
+            continue;
+        fprintf(f, "  <testcase classname=\"mimo-verify.");
+        xml_text(f, artifact);
+        fprintf(f, "\" name=\"%s\">", checks[i].name);
+        if (!checks[i].ran) {
+            fprintf(f, "<skipped message=\"");
+            xml_text(f, checks[i].detail);
+            fprintf(f, "\"/>");
+        } else if (!checks[i].passed) {
+            fprintf(f, "<failure message=\"");
+            xml_text(f, checks[i].detail);
+            fprintf(f, "\"/>");
+        }
+        fprintf(f, "</testcase>\n");
+    }
+    fprintf(f, "</testsuite>\n");
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+static int write_report(const char *path, const char *artifact, int verdict)
+{
+    lq_jw *w = lq_jw_new(2);
+    lq_jw_begin_object(w);
+    lq_jw_key(w, "schema_version");
+    lq_jw_u64(w, 1);
+    lq_jw_key(w, "tool");
+    lq_jw_string(w, "mimo-verify");
+    lq_jw_key(w, "tool_version");
+    lq_jw_string(w, LQ_VERSION_STRING);
+    lq_jw_key(w, "artifact");
+    lq_jw_string(w, artifact);
+    lq_jw_key(w, "verdict");
+    lq_jw_string(w, verdict == 0 ? "pass" : "fail");
+    lq_jw_key(w, "checks");
+    lq_jw_begin_array(w);
+    for (size_t i = 0; i < NCHECKS; i++) {
+        if (!enabled[i])
+            continue;
+        lq_jw_begin_object(w);
+        lq_jw_key(w, "name");
+        lq_jw_string(w, checks[i].name);
+        lq_jw_key(w, "status");
+        lq_jw_string(w, !checks[i].ran ? "skipped" : checks[i].passed ? "pass" : "fail");
+        lq_jw_key(w, "detail");
+        lq_jw_string(w, checks[i].detail);
+        lq_jw_end_object(w);
+    }
+    lq_jw_end_array(w);
+    lq_jw_end_object(w);
+    char *text = NULL;
+    lq_error err;
+    int rc = -1;
+    if (lq_jw_finish(w, &text, NULL, &err) == LQ_OK && lq_write_file_atomic(path, text, strlen(text), NULL, &err) == LQ_OK)
+        rc = 0;
+    free(text);
+    lq_jw_free(w);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    const char *artifact = NULL, *pubkey = NULL, *report = NULL, *junit = NULL;
+    int quiet = 0, threads = 0;
+    for (size_t i = 0; i < NCHECKS; i++)
+        enabled[i] = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--pubkey") && v) {
+            pubkey = argv[++i];
+        } else if (!strcmp(a, "--report") && v) {
+            report = argv[++i];
+        } else if (!strcmp(a, "--junit") && v) {
+            junit = argv[++i];
+        } else if (!strcmp(a, "--only") && v) {
+            for (size_t k = 0; k < NCHECKS; k++)
+                enabled[k] = 0;
+            if (parse_list(argv[++i], 1))
+                return 2;
+        } else if (!strcmp(a, "--skip") && v) {
+            if (parse_list(argv[++i], 0))
+                return 2;
+        } else if (!strcmp(a, "--threads") && v) {
+            char *end;
+            long t = strtol(argv[++i], &end, 10);
+            if (*end || t < 1 || t > 256) {
+                fprintf(stderr, "mimo-verify: --threads: need 1..256\n");
+                return 2;
+            }
+            threads = (int)t;
+        } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
+            quiet = 1;
+        } else if (a[0] == '-' || artifact) {
+            fprintf(stderr, "mimo-verify: unknown or extra argument: %s\n", a);
+            usage(stderr);
+            return 2;
+        } else {
+            artifact = a;
+        }
+    }
+    if (!artifact) {
+        usage(stderr);
+        return 2;
+    }
+    if (!threads) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = n > 0 ? (int)(n > 256 ? 256 : n) : 1;
+    }
+    struct stat sb;
+    if (stat(artifact, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        fprintf(stderr, "mimo-verify: %s: not a directory\n", artifact);
+        return 3;
+    }
+    int unreadable = 0;
+    char mp[8192], buf[1400];
+    snprintf(mp, sizeof(mp), "%s/%s", artifact, LQ_MANIFEST_FILE);
+    cJSON *man = NULL;
+    lq_error err;
+    lq_error_clear(&err);
+    int mi = check_index("manifest");
+    if (lq_json_parse_file(mp, 0, NULL, &man, &err) != LQ_OK) {
+        result(mi, 0, "%s", lq_error_format(&err, buf, sizeof(buf)));
+        unreadable = 1;
+    } else {
+        uint64_t sv = 0;
+        int ok = lq_json_u64(lq_json_get(man, "schema_version"), &sv) == 0 && sv == 1 &&
+                 cJSON_IsArray(lq_json_get(man, "files")) && cJSON_IsArray(lq_json_get(man, "tensors"));
+        if (ok)
+            result(mi, 1, "schema 1, %d files, %d tensors", cJSON_GetArraySize(lq_json_get(man, "files")),
+                   cJSON_GetArraySize(lq_json_get(man, "tensors")));
+        else
+            result(mi, 0, "%s: not a schema-1 mimo manifest (schema_version, files, tensors)", mp);
+    }
+    int man_ok = checks[mi].ran && checks[mi].passed;
+    if (enabled[check_index("integrity")] && man_ok)
+        check_integrity(artifact, man, threads);
+    if (enabled[check_index("signature")])
+        check_signature(artifact, pubkey);
+    lq_ckpt *ck = NULL;
+    int ci = check_index("container");
+    if (enabled[ci] || enabled[check_index("tensors")]) {
+        lq_error_clear(&err);
+        if (lq_ckpt_open(artifact, NULL, &ck, &err) != LQ_OK) {
+            result(ci, 0, "%s", lq_error_format(&err, buf, sizeof(buf)));
+            unreadable = 1;
+        } else {
+            result(ci, 1, "%zu shards, %zu tensors: every safetensors and index rule holds", lq_ckpt_shard_count(ck),
+                   lq_ckpt_count(ck));
+        }
+    }
+    if (enabled[check_index("tensors")] && ck && man_ok)
+        check_tensors(ck, man);
+
+    int failed = 0;
+    for (size_t i = 0; i < NCHECKS; i++) {
+        if (!enabled[i])
+            continue;
+        if (checks[i].ran && !checks[i].passed)
+            failed = 1;
+        if (!quiet)
+            printf("%-10s %s  %s\n", checks[i].name, !checks[i].ran ? "SKIP" : checks[i].passed ? "PASS" : "FAIL",
+                   checks[i].detail);
+    }
+    int rc = failed ? (unreadable ? 3 : 1) : 0;
+    printf("verdict: %s (%s)\n", rc == 0 ? "PASS" : "FAIL", artifact);
+    if (report && write_report(report, artifact, rc) != 0) {
+        fprintf(stderr, "mimo-verify: cannot write %s\n", report);
+        rc = rc ? rc : 3;
+    }
+    if (junit && write_junit(junit, artifact) != 0) {
+        fprintf(stderr, "mimo-verify: cannot write %s\n", junit);
+        rc = rc ? rc : 3;
+    }
+    lq_ckpt_close(ck);
+    cJSON_Delete(man);
+    return rc;
+}
