@@ -25,6 +25,7 @@
 #include "mimo_config.h"
 #include "drafter.h"
 #include "convert.h"
+#include "inventory.h"
 
 #define LQ_VERSION_STRING "0.1.0"
 
