@@ -38,7 +38,8 @@ typedef struct check {
 
 static check checks[] = {
     {"manifest", 0, 0, ""}, {"integrity", 0, 0, ""}, {"signature", 0, 0, ""},
-    {"container", 0, 0, ""}, {"tensors", 0, 0, ""},
+    {"container", 0, 0, ""}, {"tensors", 0, 0, ""}, {"inventory", 0, 0, ""},
+    {"drafter", 0, 0, ""},
 };
 #define NCHECKS (sizeof(checks) / sizeof(checks[0]))
 
@@ -51,7 +52,8 @@ static void usage(FILE *f)
         "Checks a mimo-quantize artifact: manifest, integrity (sizes and SHA-256), signature,\n"
         "container rules, tensor list. One line per check, then the verdict.\n"
         "  --pubkey KEY.pem    verify mimo-manifest.json.sig with this Ed25519 public key\n"
-        "  --only C[,C...]     run only these checks (manifest, integrity, signature, container, tensors)\n"
+        "  --only C[,C...]     run only these checks (manifest, integrity, signature, container,\n"
+        "                      tensors, inventory, drafter)\n"
         "  --skip C[,C...]     skip these checks\n"
         "  --threads N         hashing threads, 1..256 (default: all online cores)\n"
         "  --report FILE.json  write every check with its result as JSON (schema_version 1)\n"
@@ -348,6 +350,59 @@ static void check_tensors(const lq_ckpt *ck, const cJSON *man)
         result(ci, 1, "%zu tensors: names, dtypes, shapes and files match the manifest", n);
 }
 
+/* The loader contract: the tensor inventory config.json implies, against the shards. */
+static void check_inventory(const lq_ckpt *ck, const lq_mimo_config *mc)
+{
+    int ci = check_index("inventory");
+    lq_inv_result r;
+    lq_error err;
+    char buf[1400];
+    memset(&r, 0, sizeof(r));
+    if (lq_inventory_check(ck, mc, &r, &err) != LQ_OK) {
+        result(ci, 0, "%s", lq_error_format(&err, buf, sizeof(buf)));
+        return;
+    }
+    for (size_t i = 0; i < r.nissues; i++)
+        fprintf(stderr, "mimo-verify: inventory: %s: %s: %s\n", r.issues[i].tensor, r.issues[i].rule,
+                r.issues[i].msg);
+    if (r.nissues)
+        result(ci, 0, "%zu problems; first: %s: %s: %s", r.nissues, r.issues[0].tensor, r.issues[0].rule,
+               r.issues[0].msg);
+    else
+        result(ci, 1, "%zu expected tensors present with the shapes and dtypes MiMo loaders expect "
+                      "(%zu MXFP4, %zu FP8 weights; scales checked)", r.expected, r.mxfp4_weights, r.fp8_weights);
+    lq_inv_result_free(&r);
+}
+
+/* The drafter in ARTIFACT/dflash, validated against the target (skipped when there is none). */
+static void check_drafter(const char *dir, const lq_mimo_config *mc)
+{
+    int ci = check_index("drafter");
+    char dd[8192], buf[1400];
+    snprintf(dd, sizeof(dd), "%s/dflash", dir);
+    struct stat sb;
+    if (stat(dd, &sb) != 0) {
+        checks[ci].ran = 0;
+        snprintf(checks[ci].detail, sizeof(checks[ci].detail), "no dflash/ in the artifact");
+        return;
+    }
+    lq_drafter *d = NULL;
+    lq_error err;
+    lq_error_clear(&err);
+    if (lq_drafter_open(dd, mc, &d, &err) != LQ_OK) {
+        result(ci, 0, "%s", lq_error_format(&err, buf, sizeof(buf)));
+        return;
+    }
+    const lq_drafter_config *c = lq_drafter_get_config(d);
+    uint64_t len = 0;
+    int64_t id = 0;
+    lq_drafter_mask_embedding(d, &len, &id);
+    result(ci, 1, "%zu tensors, mask id %lld, mask embedding of %llu values: consistent with the target",
+           lq_ckpt_count(lq_drafter_ckpt(d)), (long long)id, (unsigned long long)len);
+    (void)c;
+    lq_drafter_close(d);
+}
+
 /* ---- outputs ---- */
 
 static void xml_text(FILE *f, const char *s)
@@ -536,6 +591,25 @@ int main(int argc, char **argv)
     }
     if (enabled[check_index("tensors")] && ck && man_ok)
         check_tensors(ck, man);
+    lq_mimo_config mc;
+    int have_mc = 0;
+    if (ck && (enabled[check_index("inventory")] || enabled[check_index("drafter")])) {
+        lq_error_clear(&err);
+        if (lq_mimo_config_parse(lq_ckpt_config(ck), "config.json", &mc, &err) == LQ_OK) {
+            have_mc = 1;
+        } else {
+            if (enabled[check_index("inventory")])
+                result(check_index("inventory"), 0, "config.json: %s", lq_error_format(&err, buf, sizeof(buf)));
+            if (enabled[check_index("drafter")])
+                result(check_index("drafter"), 0, "config.json: %s", lq_error_format(&err, buf, sizeof(buf)));
+        }
+    }
+    if (have_mc && enabled[check_index("inventory")])
+        check_inventory(ck, &mc);
+    if (have_mc && enabled[check_index("drafter")])
+        check_drafter(artifact, &mc);
+    if (have_mc)
+        lq_mimo_config_free(&mc);
 
     int failed = 0;
     for (size_t i = 0; i < NCHECKS; i++) {
