@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,7 +40,7 @@ typedef struct check {
 static check checks[] = {
     {"manifest", 0, 0, ""}, {"integrity", 0, 0, ""}, {"signature", 0, 0, ""},
     {"container", 0, 0, ""}, {"tensors", 0, 0, ""}, {"inventory", 0, 0, ""},
-    {"drafter", 0, 0, ""},
+    {"drafter", 0, 0, ""}, {"accuracy", 0, 0, ""},
 };
 #define NCHECKS (sizeof(checks) / sizeof(checks[0]))
 
@@ -53,7 +54,12 @@ static void usage(FILE *f)
         "container rules, tensor list. One line per check, then the verdict.\n"
         "  --pubkey KEY.pem    verify mimo-manifest.json.sig with this Ed25519 public key\n"
         "  --only C[,C...]     run only these checks (manifest, integrity, signature, container,\n"
-        "                      tensors, inventory, drafter)\n"
+        "                      tensors, inventory, drafter, accuracy)\n"
+        "  --source SRC        the checkpoint the artifact was made from: every MXFP4 tensor is\n"
+        "                      decoded and compared with its source tensor (accuracy check)\n"
+        "  --policy FILE.json  required checks and thresholds (default: the built-in policy, the same\n"
+        "                      as policy/default.json in the source tree)\n"
+        "  --html FILE.html    a self-contained page with the checks and a per-layer SQNR chart\n"
         "  --skip C[,C...]     skip these checks\n"
         "  --threads N         hashing threads, 1..256 (default: all online cores)\n"
         "  --report FILE.json  write every check with its result as JSON (schema_version 1)\n"
@@ -403,6 +409,390 @@ static void check_drafter(const char *dir, const lq_mimo_config *mc)
     lq_drafter_close(d);
 }
 
+/* ---- policy ---- */
+
+/* Built-in policy; policy/default.json in the source tree holds the same values. */
+static const char *const default_policy =
+    "{\"schema_version\": 1,"
+    " \"required\": [\"manifest\", \"integrity\", \"container\", \"tensors\", \"inventory\"],"
+    " \"thresholds\": {\"min_sqnr_db\": 17.0, \"min_cosine\": 0.99, \"max_clip_frac\": 0.05,"
+    " \"min_layer_sqnr_db\": 17.5}}";
+
+typedef struct policy {
+    int required[16];
+    double min_sqnr_db, min_cosine, max_clip_frac, min_layer_sqnr_db;
+} policy;
+
+static int load_policy(const char *path, policy *p)
+{
+    cJSON *j = NULL;
+    lq_error err;
+    lq_error_clear(&err);
+    lq_status st = path ? lq_json_parse_file(path, 0, NULL, &j, &err)
+                        : lq_json_parse(default_policy, strlen(default_policy), NULL, "built-in policy", &j, &err);
+    char buf[1400];
+    if (st != LQ_OK) {
+        fprintf(stderr, "mimo-verify: policy: %s\n", lq_error_format(&err, buf, sizeof(buf)));
+        return -1;
+    }
+    uint64_t sv = 0;
+    const cJSON *req = lq_json_get(j, "required"), *th = lq_json_get(j, "thresholds");
+    if (lq_json_u64(lq_json_get(j, "schema_version"), &sv) != 0 || sv != 1 || !cJSON_IsArray(req) ||
+        !cJSON_IsObject(th)) {
+        fprintf(stderr, "mimo-verify: policy %s: needs schema_version 1, \"required\" and \"thresholds\"\n",
+                path ? path : "(built-in)");
+        cJSON_Delete(j);
+        return -1;
+    }
+    memset(p, 0, sizeof(*p));
+    const cJSON *e;
+    cJSON_ArrayForEach(e, req) {
+        int i = cJSON_IsString(e) ? check_index(e->valuestring) : -1;
+        if (i < 0) {
+            fprintf(stderr, "mimo-verify: policy: unknown check in \"required\"\n");
+            cJSON_Delete(j);
+            return -1;
+        }
+        p->required[i] = 1;
+    }
+    struct { const char *k; double *v; } keys[] = {{"min_sqnr_db", &p->min_sqnr_db}, {"min_cosine", &p->min_cosine},
+                                                    {"max_clip_frac", &p->max_clip_frac},
+                                                    {"min_layer_sqnr_db", &p->min_layer_sqnr_db}};
+    for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+        const cJSON *v = lq_json_get(th, keys[k].k);
+        *keys[k].v = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+    }
+    for (const cJSON *ch = th->child; ch; ch = ch->next) {
+        int known = 0;
+        for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
+            known |= !strcmp(ch->string, keys[k].k);
+        if (!known || !cJSON_IsNumber(ch)) {
+            fprintf(stderr, "mimo-verify: policy: unknown or non-numeric threshold \"%s\"\n", ch->string);
+            cJSON_Delete(j);
+            return -1;
+        }
+    }
+    cJSON_Delete(j);
+    return 0;
+}
+
+/* ---- accuracy against the source ---- */
+
+typedef struct acc_item {
+    const char *name;           /* artifact weight */
+    lq_ckpt_tensor w, sc;       /* artifact codes and scales */
+    lq_ckpt_tensor src, src_scale;
+    int has_src_scale;
+    lq_err_acc acc;
+    lq_status st;
+    char err[512];
+} acc_item;
+
+typedef struct acc_job {
+    acc_item *items;
+    size_t n, next;
+    pthread_mutex_t mu;
+} acc_job;
+
+static void measure_item(acc_item *it)
+{
+    const lq_tensor_info *si = it->src.info;
+    uint64_t N = si->shape[0], K = si->shape[1], rows = K ? ((uint64_t)4 << 20) / K : 1;
+    if (!rows)
+        rows = 1;
+    float *buf = malloc(rows * K * sizeof(float));
+    const uint8_t *packed = lq_st_data(it->w.file, it->w.info), *scales = lq_st_data(it->sc.file, it->sc.info);
+    lq_fp8_grid g;
+    lq_error err;
+    lq_error_clear(&err);
+    it->st = buf ? LQ_OK : LQ_ERR_NO_MEMORY;
+    int fp8 = si->dtype == LQ_DTYPE_F8_E4M3 || si->dtype == LQ_DTYPE_F8_E5M2;
+    if (it->st == LQ_OK && fp8) {
+        if (!it->has_src_scale)
+            it->st = lq_fail(&err, LQ_ERR_CORRUPT, NULL, si->name, "FP8_NO_SCALE", "source FP8 weight without its scale");
+        else
+            it->st = lq_fp8_grid_detect(N, K, it->src_scale.info->shape[0], it->src_scale.info->shape[1], 128, 128,
+                                        0, si->name, &g, &err);
+    }
+    lq_err_acc_init(&it->acc);
+    for (uint64_t r0 = 0; it->st == LQ_OK && r0 < N; r0 += rows) {
+        uint64_t nr = r0 + rows < N ? rows : N - r0;
+        if (fp8)
+            it->st = lq_fp8_block_dequant(&g, si->dtype, lq_st_data(it->src.file, si), it->src_scale.info->dtype,
+                                          lq_st_data(it->src_scale.file, it->src_scale.info), r0, r0 + nr, buf,
+                                          si->name, &err);
+        else
+            it->st = lq_to_f32(si->dtype, lq_st_data(it->src.file, si) + r0 * K * (lq_dtype_bits(si->dtype) / 8),
+                               (size_t)(nr * K), buf);
+        /* Rows one by one, merged in order: the same sums however the work is split. */
+        for (uint64_t r = 0; it->st == LQ_OK && r < nr; r++) {
+            lq_err_acc row;
+            lq_err_acc_init(&row);
+            lq_err_acc_add_mx(&row, buf + r * K, packed + (r0 + r) * (K / 2), scales + (r0 + r) * (K / 32), (size_t)K);
+            lq_err_acc_merge(&it->acc, &row);
+        }
+    }
+    if (it->st != LQ_OK) {
+        char b2[1400];
+        snprintf(it->err, sizeof(it->err), "%s", lq_error_format(&err, b2, sizeof(b2)));
+    }
+    free(buf);
+}
+
+static void *acc_worker(void *arg)
+{
+    acc_job *j = arg;
+    for (;;) {
+        pthread_mutex_lock(&j->mu);
+        size_t i = j->next++;
+        pthread_mutex_unlock(&j->mu);
+        if (i >= j->n)
+            break;
+        measure_item(&j->items[i]);
+    }
+    return NULL;
+}
+
+/* Per-layer results for the report and the HTML chart. */
+typedef struct layer_stat {
+    char key[128];
+    lq_err_acc acc;
+    size_t tensors;
+} layer_stat;
+
+static layer_stat *g_layers;
+static size_t g_nlayers;
+static acc_item *g_items;
+static size_t g_nitems;
+
+static void layer_key(const char *name, char *out, size_t cap)
+{
+    const char *p = strstr(name, "layers.");
+    const char *q = p ? p + 7 : NULL;
+    while (q && *q >= '0' && *q <= '9')
+        q++;
+    if (!p || q == p + 7)
+        snprintf(out, cap, "other");
+    else
+        snprintf(out, cap, "%.*s", (int)(q - name), name);
+}
+
+static void check_accuracy(const lq_ckpt *ck, const char *source, const policy *pol, int threads)
+{
+    int ci = check_index("accuracy");
+    lq_ckpt *src = NULL;
+    lq_error err;
+    char buf[1400];
+    lq_error_clear(&err);
+    if (lq_ckpt_open(source, NULL, &src, &err) != LQ_OK) {
+        result(ci, 0, "--source %s", lq_error_format(&err, buf, sizeof(buf)));
+        return;
+    }
+    size_t n = 0;
+    g_items = calloc(lq_ckpt_count(ck) + 1, sizeof(*g_items));
+    for (size_t i = 0; g_items && i < lq_ckpt_count(ck); i++) {
+        lq_ckpt_tensor t = lq_ckpt_at(ck, i), sc, s;
+        char sn[600];
+        if (t.info->dtype != LQ_DTYPE_U8 || t.info->rank != 2)
+            continue;
+        snprintf(sn, sizeof(sn), "%s_scale", t.info->name);
+        if (lq_ckpt_find(ck, sn, &sc) != 0 || lq_ckpt_find(src, t.info->name, &s) != 0)
+            continue;
+        if (s.info->rank != 2 || s.info->shape[0] != t.info->shape[0] || s.info->shape[1] != t.info->shape[1] * 2 ||
+            sc.info->shape[0] != t.info->shape[0] || sc.info->shape[1] * 32 != s.info->shape[1])
+            continue; /* the inventory check reports shape problems */
+        acc_item *it = &g_items[n++];
+        it->name = t.info->name;
+        it->w = t;
+        it->sc = sc;
+        it->src = s;
+        snprintf(sn, sizeof(sn), "%s_scale_inv", t.info->name);
+        it->has_src_scale = lq_ckpt_find(src, sn, &it->src_scale) == 0;
+    }
+    g_nitems = n;
+    acc_job job = {.items = g_items, .n = n};
+    pthread_mutex_init(&job.mu, NULL);
+    pthread_t th[256];
+    int started = 0;
+    for (int t = 0; t < threads && t < 256; t++)
+        if (pthread_create(&th[t], NULL, acc_worker, &job) == 0)
+            started++;
+    if (!started)
+        acc_worker(&job);
+    for (int t = 0; t < started; t++)
+        pthread_join(th[t], NULL);
+    pthread_mutex_destroy(&job.mu);
+    if (n == 0) {
+        result(ci, 0, "no MXFP4 tensor of the artifact has a source tensor in %s", source);
+        lq_ckpt_close(src);
+        return;
+    }
+    size_t bad = 0;
+    char first[700] = "";
+    lq_err_acc total;
+    lq_err_acc_init(&total);
+    g_layers = calloc(n + 1, sizeof(*g_layers));
+    for (size_t i = 0; i < n; i++) {
+        acc_item *it = &g_items[i];
+        char why[600] = "";
+        lq_metrics m;
+        if (it->st != LQ_OK) {
+            snprintf(why, sizeof(why), "%s: %s", it->name, it->err);
+        } else {
+            lq_err_acc_finish(&it->acc, &m);
+            lq_err_acc_merge(&total, &it->acc);
+            char key[128];
+            layer_key(it->name, key, sizeof(key));
+            size_t L = 0;
+            while (L < g_nlayers && strcmp(g_layers[L].key, key))
+                L++;
+            if (L == g_nlayers) {
+                snprintf(g_layers[L].key, sizeof(g_layers[L].key), "%s", key);
+                lq_err_acc_init(&g_layers[L].acc);
+                g_nlayers++;
+            }
+            lq_err_acc_merge(&g_layers[L].acc, &it->acc);
+            g_layers[L].tensors++;
+            if (!isnan(pol->min_sqnr_db) && !(m.sqnr_db >= pol->min_sqnr_db))
+                snprintf(why, sizeof(why), "%s: SQNR %.3f dB below %.3f", it->name, m.sqnr_db, pol->min_sqnr_db);
+            else if (!isnan(pol->min_cosine) && !(m.cosine >= pol->min_cosine))
+                snprintf(why, sizeof(why), "%s: cosine %.6f below %.6f", it->name, m.cosine, pol->min_cosine);
+            else if (!isnan(pol->max_clip_frac) && !(m.clip_frac <= pol->max_clip_frac))
+                snprintf(why, sizeof(why), "%s: clip fraction %.4f above %.4f", it->name, m.clip_frac, pol->max_clip_frac);
+            else if (m.nonfinite)
+                snprintf(why, sizeof(why), "%s: %llu non-finite values", it->name, (unsigned long long)m.nonfinite);
+        }
+        if (why[0]) {
+            fprintf(stderr, "mimo-verify: accuracy: %s\n", why);
+            if (!bad++)
+                snprintf(first, sizeof(first), "%s", why);
+        }
+    }
+    for (size_t L = 0; L < g_nlayers; L++) {
+        lq_metrics m;
+        lq_err_acc_finish(&g_layers[L].acc, &m);
+        if (!isnan(pol->min_layer_sqnr_db) && !(m.sqnr_db >= pol->min_layer_sqnr_db)) {
+            fprintf(stderr, "mimo-verify: accuracy: %s: layer SQNR %.3f dB below %.3f\n", g_layers[L].key, m.sqnr_db,
+                    pol->min_layer_sqnr_db);
+            if (!bad++)
+                snprintf(first, sizeof(first), "%s: layer SQNR %.3f dB below %.3f", g_layers[L].key, m.sqnr_db,
+                         pol->min_layer_sqnr_db);
+        }
+    }
+    lq_metrics tm;
+    lq_err_acc_finish(&total, &tm);
+    if (bad)
+        result(ci, 0, "%zu of %zu MXFP4 tensors or layers out of bounds; first: %s", bad, n, first);
+    else
+        result(ci, 1, "%zu MXFP4 tensors vs source: SQNR %.3f dB, cosine %.6f, clip %.4f%% (thresholds per tensor: "
+                      "SQNR >= %.2f dB, cosine >= %.4f, clip <= %.2f%%; per layer SQNR >= %.2f dB)",
+               n, tm.sqnr_db, tm.cosine, 100 * tm.clip_frac, pol->min_sqnr_db, pol->min_cosine, 100 * pol->max_clip_frac,
+               pol->min_layer_sqnr_db);
+    lq_ckpt_close(src);
+}
+
+/* ---- HTML ---- */
+
+static void html_text(FILE *f, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '<')
+            fputs("&lt;", f);
+        else if (*s == '>')
+            fputs("&gt;", f);
+        else if (*s == '&')
+            fputs("&amp;", f);
+        else
+            fputc(*s, f);
+    }
+}
+
+/* Per-layer SQNR from the accuracy check, or else from the artifact's own report. */
+static int write_html(const char *path, const char *artifact, int verdict)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    static double sq[4096];
+    static char names[4096][128];
+    size_t nl = 0;
+    const char *origin = "";
+    if (g_nlayers) {
+        origin = "measured against --source";
+        for (size_t L = 0; L < g_nlayers && nl < 4096; L++) {
+            lq_metrics m;
+            lq_err_acc_finish(&g_layers[L].acc, &m);
+            sq[nl] = m.sqnr_db;
+            snprintf(names[nl++], 128, "%s", g_layers[L].key);
+        }
+    } else {
+        char rp[8192];
+        snprintf(rp, sizeof(rp), "%s/%s", artifact, LQ_REPORT_FILE);
+        cJSON *r = NULL;
+        lq_error err;
+        if (lq_json_parse_file(rp, 0, NULL, &r, &err) == LQ_OK) {
+            origin = "from the artifact's mimo-quant-report.json";
+            const cJSON *e;
+            cJSON_ArrayForEach(e, lq_json_get(r, "layers")) {
+                if (nl >= 4096)
+                    break;
+                sq[nl] = cJSON_GetNumberValue(lq_json_get(e, "sqnr_db"));
+                snprintf(names[nl++], 128, "%s", cJSON_GetStringValue(lq_json_get(e, "layer")));
+            }
+            cJSON_Delete(r);
+        }
+    }
+    fprintf(f, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>mimo-verify: ");
+    html_text(f, artifact);
+    fprintf(f, "</title>\n<style>body{font-family:sans-serif;margin:2em}td,th{padding:2px 8px;text-align:left}"
+               ".PASS{color:#060}.FAIL{color:#b00}.SKIP{color:#777}</style></head><body>\n");
+    fprintf(f, "<h1>mimo-verify: <span class=\"%s\">%s</span></h1>\n<p>", verdict == 0 ? "PASS" : "FAIL",
+            verdict == 0 ? "PASS" : "FAIL");
+    html_text(f, artifact);
+    fprintf(f, " &middot; mimo-quant %s</p>\n<table><tr><th>check</th><th>result</th><th>detail</th></tr>\n",
+            LQ_VERSION_STRING);
+    for (size_t i = 0; i < NCHECKS; i++) {
+        if (!enabled[i])
+            continue;
+        const char *st = !checks[i].ran ? "SKIP" : checks[i].passed ? "PASS" : "FAIL";
+        fprintf(f, "<tr><td>%s</td><td class=\"%s\">%s</td><td>", checks[i].name, st, st);
+        html_text(f, checks[i].detail);
+        fprintf(f, "</td></tr>\n");
+    }
+    fprintf(f, "</table>\n");
+    if (nl) {
+        /* One bar per layer, scaled between 0 and the largest SQNR (at least 25 dB). */
+        double top = 25;
+        for (size_t i = 0; i < nl; i++)
+            top = sq[i] > top && isfinite(sq[i]) ? sq[i] : top;
+        int W = 40 + (int)nl * 18, H = 260;
+        fprintf(f, "<h2>MXFP4 SQNR per layer (dB, %s)</h2>\n", origin);
+        fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\">\n", W, H + 90);
+        fprintf(f, "<line x1=\"35\" y1=\"10\" x2=\"35\" y2=\"%d\" stroke=\"#000\"/>\n", H + 10);
+        for (int tick = 0; tick <= (int)top; tick += 5) {
+            double y = 10 + H - H * tick / top;
+            fprintf(f, "<text x=\"2\" y=\"%.1f\" font-size=\"10\">%d</text><line x1=\"33\" y1=\"%.1f\" x2=\"%d\" "
+                       "y2=\"%.1f\" stroke=\"#ddd\"/>\n", y + 3, tick, y, W, y);
+        }
+        for (size_t i = 0; i < nl; i++) {
+            double v = isfinite(sq[i]) ? sq[i] : top;
+            double h = H * (v < 0 ? 0 : v) / top, x = 40 + (double)i * 18;
+            fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"14\" height=\"%.1f\" fill=\"#4a7\"><title>", x,
+                    10 + H - h, h);
+            html_text(f, names[i]);
+            fprintf(f, ": %.3f dB</title></rect>\n", sq[i]);
+            fprintf(f, "<text x=\"%.1f\" y=\"%d\" font-size=\"9\" transform=\"rotate(60 %.1f %d)\">", x + 3, H + 22,
+                    x + 3, H + 22);
+            const char *short_name = strrchr(names[i], '.');
+            html_text(f, short_name ? short_name + 1 : names[i]);
+            fprintf(f, "</text>\n");
+        }
+        fprintf(f, "</svg>\n");
+    }
+    fprintf(f, "</body></html>\n");
+    return fclose(f) == 0 ? 0 : -1;
+}
+
 /* ---- outputs ---- */
 
 static void xml_text(FILE *f, const char *s)
@@ -498,7 +888,8 @@ static int write_report(const char *path, const char *artifact, int verdict)
 
 int main(int argc, char **argv)
 {
-    const char *artifact = NULL, *pubkey = NULL, *report = NULL, *junit = NULL;
+    const char *artifact = NULL, *pubkey = NULL, *report = NULL, *junit = NULL, *source = NULL, *policy_path = NULL,
+               *html = NULL;
     int quiet = 0, threads = 0;
     for (size_t i = 0; i < NCHECKS; i++)
         enabled[i] = 1;
@@ -513,6 +904,12 @@ int main(int argc, char **argv)
             report = argv[++i];
         } else if (!strcmp(a, "--junit") && v) {
             junit = argv[++i];
+        } else if (!strcmp(a, "--source") && v) {
+            source = argv[++i];
+        } else if (!strcmp(a, "--policy") && v) {
+            policy_path = argv[++i];
+        } else if (!strcmp(a, "--html") && v) {
+            html = argv[++i];
         } else if (!strcmp(a, "--only") && v) {
             for (size_t k = 0; k < NCHECKS; k++)
                 enabled[k] = 0;
@@ -547,6 +944,9 @@ int main(int argc, char **argv)
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         threads = n > 0 ? (int)(n > 256 ? 256 : n) : 1;
     }
+    policy pol;
+    if (load_policy(policy_path, &pol) != 0)
+        return 2;
     struct stat sb;
     if (stat(artifact, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
         fprintf(stderr, "mimo-verify: %s: not a directory\n", artifact);
@@ -610,6 +1010,15 @@ int main(int argc, char **argv)
         check_drafter(artifact, &mc);
     if (have_mc)
         lq_mimo_config_free(&mc);
+    int ai = check_index("accuracy");
+    if (enabled[ai] && ck && source)
+        check_accuracy(ck, source, &pol, threads);
+    else if (enabled[ai])
+        snprintf(checks[ai].detail, sizeof(checks[ai].detail), "no --source given");
+    /* A required check that could not run fails the gate too. */
+    for (size_t i = 0; i < NCHECKS; i++)
+        if (enabled[i] && pol.required[i] && !checks[i].ran)
+            result((int)i, 0, "required by the policy but not run (%s)", checks[i].detail[0] ? checks[i].detail : "skipped");
 
     int failed = 0;
     for (size_t i = 0; i < NCHECKS; i++) {
@@ -627,11 +1036,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "mimo-verify: cannot write %s\n", report);
         rc = rc ? rc : 3;
     }
+    if (html && write_html(html, artifact, rc) != 0) {
+        fprintf(stderr, "mimo-verify: cannot write %s\n", html);
+        rc = rc ? rc : 3;
+    }
     if (junit && write_junit(junit, artifact) != 0) {
         fprintf(stderr, "mimo-verify: cannot write %s\n", junit);
         rc = rc ? rc : 3;
     }
     lq_ckpt_close(ck);
     cJSON_Delete(man);
+    free(g_items);
+    free(g_layers);
     return rc;
 }
