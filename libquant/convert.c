@@ -879,12 +879,31 @@ static lq_status write_shard(part_ctx *pc, uint32_t s, lq_error *err)
                 pc->o->progress(pc->o->user, &ev);
         }
     }
+    /* Per-tensor CRC-32C, for verifiers to name a damaged tensor (file order). */
+    size_t nt = lq_stw_count(w);
+    uint32_t *crcs = calloc(nt + 1, sizeof(uint32_t));
+    char **crc_names = calloc(nt + 1, sizeof(char *));
+    if (!crcs || !crc_names) {
+        free(crcs);
+        free(crc_names);
+        st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+        goto cleanup;
+    }
+    for (size_t i = 0; i < nt; i++) {
+        crcs[i] = lq_stw_crc32c(w, i);
+        crc_names[i] = strdup(lq_stw_tensor(w, i)->name);
+    }
     uint8_t sha[32];
     uint64_t size = 0;
     st = lq_stw_finish(w, sha, &size, err);
     w = NULL;
-    if (st != LQ_OK)
+    if (st != LQ_OK) {
+        for (size_t i = 0; i < nt; i++)
+            free(crc_names[i]);
+        free(crcs);
+        free(crc_names);
         goto cleanup;
+    }
     /* The record, written after the shard is published. */
     char hx[65];
     hex32(sha, hx);
@@ -913,6 +932,20 @@ static lq_status write_shard(part_ctx *pc, uint32_t s, lq_error *err)
         lq_jw_u64(jw, a->nonfinite);
         lq_jw_end_array(jw);
     }
+    lq_jw_end_array(jw);
+    lq_jw_key(jw, "crc32c");
+    lq_jw_begin_array(jw);
+    for (size_t i = 0; i < nt; i++) {
+        char hx8[9];
+        snprintf(hx8, sizeof(hx8), "%08x", crcs[i]);
+        lq_jw_begin_array(jw);
+        lq_jw_string(jw, crc_names[i] ? crc_names[i] : "");
+        lq_jw_string(jw, hx8);
+        lq_jw_end_array(jw);
+        free(crc_names[i]);
+    }
+    free(crcs);
+    free(crc_names);
     lq_jw_end_array(jw);
     lq_jw_end_object(jw);
     if ((st = lq_jw_finish(jw, &text, NULL, err)) != LQ_OK)

@@ -221,6 +221,18 @@ static void acc_from_json(const cJSON *a, lq_err_acc *acc, const char **name)
         acc->nonfinite = u;
 }
 
+/* The CRC-32C a shard record gives for a tensor (linear: a shard holds a few thousand at most). */
+static const char *crc_of(const cJSON *rec, const char *name)
+{
+    const cJSON *e;
+    cJSON_ArrayForEach(e, lq_json_get(rec, "crc32c")) {
+        const char *n = cJSON_GetStringValue(cJSON_GetArrayItem(e, 0));
+        if (n && name && !strcmp(n, name))
+            return cJSON_GetStringValue(cJSON_GetArrayItem(e, 1));
+    }
+    return NULL;
+}
+
 static void put_metrics(lq_jw *w, const lq_metrics *m)
 {
     lq_jw_key(w, "sqnr_db");
@@ -824,6 +836,11 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
         lq_jw_end_array(w);
         lq_jw_key(w, "file");
         lq_jw_string(w, shards[sh < nshards ? sh : 0].name);
+        const char *crc = crc_of(shards[sh < nshards ? sh : 0].rec, cJSON_GetStringValue(cJSON_GetArrayItem(t, 0)));
+        if (crc) {
+            lq_jw_key(w, "crc32c");
+            lq_jw_string(w, crc);
+        }
         lq_jw_end_object(w);
     }
     lq_jw_end_array(w);

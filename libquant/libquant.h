@@ -19,6 +19,7 @@
 #include "outfile.h"
 #include "stwriter.h"
 #include "torchzip.h"
+#include "crc32c.h"
 #include "plan.h"
 #include "jsonw.h"
 #include "sign.h"

@@ -21,6 +21,8 @@
  * huggingface_hub's split_state_dict_into_shards_factory does. */
 #include "stwriter.h"
 
+#include "crc32c.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +54,7 @@ struct lq_stw {
     uint64_t header_len, total;
     size_t cur;        /* next tensor that still needs bytes (never a zero-byte one) */
     uint64_t cur_done; /* bytes of t[cur] already written */
+    uint32_t *crc;     /* CRC-32C of each tensor's bytes so far, file order (after begin) */
 };
 
 /* ---- growable text buffer ---- */
@@ -313,6 +316,7 @@ static void stw_free(lq_stw *w)
     for (size_t i = 0; i < w->n; i++)
         free((char *)w->t[i].name);
     free(w->t);
+    free(w->crc);
     free(w->slots);
     for (size_t i = 0; i < w->nmeta; i++) {
         free(w->meta[i].key);
@@ -579,6 +583,12 @@ lq_status lq_stw_begin(lq_stw *w, lq_error *err)
     if (st != LQ_OK)
         goto fail;
     free(hb.p);
+    w->crc = calloc(w->n + 1, sizeof(uint32_t));
+    if (!w->crc) {
+        st = lq_fail(err, LQ_ERR_NO_MEMORY, w->path, NULL, NULL, "out of memory");
+        stw_kill(w);
+        return st;
+    }
     w->begun = 1;
     w->cur = 0;
     skip_empty(w);
@@ -637,6 +647,8 @@ static lq_status put_bytes(lq_stw *w, const void *data, size_t len, lq_error *er
         stw_kill(w);
         return st;
     }
+    if (w->crc)
+        w->crc[w->cur] = lq_crc32c(w->crc[w->cur], data, len);
     w->cur_done += len;
     if (w->cur_done == w->t[w->cur].nbytes) {
         w->cur++;
@@ -1051,4 +1063,9 @@ cleanup:
     free(mkeys);
     free(ents);
     return st;
+}
+
+uint32_t lq_stw_crc32c(const lq_stw *w, size_t i)
+{
+    return w && w->crc && i < w->n ? w->crc[i] : 0;
 }

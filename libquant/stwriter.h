@@ -53,6 +53,10 @@ const lq_tensor_info *lq_stw_tensor(const lq_stw *w, size_t i);
 uint64_t lq_stw_header_len(const lq_stw *w);   /* N, the JSON length after padding */
 uint64_t lq_stw_total_size(const lq_stw *w);   /* sum of tensor bytes (index total_size share) */
 
+/* CRC-32C (crc32c.h) of the bytes written so far for the i-th tensor in file order: once every
+ * byte is written and before lq_stw_finish, the checksum of the whole tensor. 0 before begin. */
+uint32_t lq_stw_crc32c(const lq_stw *w, size_t i);
+
 /* Name of the tensor whose bytes are expected next (NULL when all are written). */
 const char *lq_stw_next(const lq_stw *w);
 /* Appends bytes of the current tensor; a chunk may not run past its end (STW_ORDER).

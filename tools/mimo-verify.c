@@ -196,6 +196,46 @@ static size_t list_files(const char *dir, const char *sub, char ***out, size_t n
     return n;
 }
 
+/* Names what is damaged inside a shard whose digest is wrong: the reader's rule when the header
+ * or layout is broken, else every tensor whose CRC-32C differs from the manifest's. */
+static void locate_damage(const char *dir, const char *rel, const cJSON *man, char *out, size_t cap)
+{
+    out[0] = 0;
+    size_t l = strlen(rel);
+    if (l < 12 || strcmp(rel + l - 12, ".safetensors"))
+        return;
+    char path[8192], buf[1400];
+    snprintf(path, sizeof(path), "%s/%s", dir, rel);
+    lq_st_file *f = NULL;
+    lq_error err;
+    lq_error_clear(&err);
+    if (lq_st_open(path, NULL, &f, &err) != LQ_OK) {
+        snprintf(out, cap, "; the header or layout is damaged: %s", lq_error_format(&err, buf, sizeof(buf)));
+        return;
+    }
+    size_t bad = 0;
+    char first[300] = "";
+    const cJSON *t;
+    cJSON_ArrayForEach(t, lq_json_get(man, "tensors")) {
+        const char *file = cJSON_GetStringValue(lq_json_get(t, "file"));
+        const char *name = cJSON_GetStringValue(lq_json_get(t, "name"));
+        const char *crc = cJSON_GetStringValue(lq_json_get(t, "crc32c"));
+        if (!file || !name || !crc || strcmp(file, rel))
+            continue;
+        const lq_tensor_info *ti = lq_st_find(f, name);
+        char got[9] = "missing";
+        if (ti)
+            snprintf(got, sizeof(got), "%08x", lq_crc32c(0, lq_st_data(f, ti), (size_t)ti->nbytes));
+        if (strcmp(got, crc) != 0 && !bad++)
+            snprintf(first, sizeof(first), "%s", name);
+    }
+    lq_st_close(f);
+    if (bad == 1)
+        snprintf(out, cap, "; damaged tensor: %s", first);
+    else if (bad)
+        snprintf(out, cap, "; %zu damaged tensors, first: %s", bad, first);
+}
+
 static void check_integrity(const char *dir, const cJSON *man, int threads)
 {
     int ci = check_index("integrity");
@@ -231,8 +271,12 @@ static void check_integrity(const char *dir, const cJSON *man, int threads)
             snprintf(why, sizeof(why), "%s: %s", rel ? rel : "?", h.err[i] == ENOENT ? "missing" : strerror(h.err[i]));
         else if (h.size[i] != size)
             snprintf(why, sizeof(why), "%s: size %" PRIu64 ", manifest says %" PRIu64, rel, h.size[i], size);
-        else if (!sha || strcmp(sha, h.got[i]) != 0)
-            snprintf(why, sizeof(why), "%s: SHA-256 %.16s..., manifest says %.16s...", rel, h.got[i], sha ? sha : "none");
+        else if (!sha || strcmp(sha, h.got[i]) != 0) {
+            char where[400];
+            locate_damage(dir, rel, man, where, sizeof(where));
+            snprintf(why, sizeof(why), "%s: SHA-256 %.16s..., manifest says %.16s...%s", rel, h.got[i],
+                     sha ? sha : "none", where);
+        }
         if (why[0]) {
             fprintf(stderr, "mimo-verify: integrity: %s\n", why);
             if (!bad++)

@@ -95,6 +95,7 @@ int main(int argc, char **argv)
     CHECK_EQ_U64(verify("flip", ""), 1);
     CHECK(log_has("flip", "model-00002-of-"));
     CHECK(log_has("flip", "integrity  FAIL"));
+    CHECK(log_has("flip", "damaged tensor"));
 
     /* A truncated shard: integrity (size) and container (the reader's rule) fail: unreadable. */
     copy_clean("trunc");
