@@ -109,6 +109,37 @@ static void result(int i, int passed, const char *fmt, ...)
     checks[i].passed = passed;
 }
 
+/* Every "files" entry: a relative path inside the artifact (no "/" at the start, no ".."
+ * component), an exact size and a 64-digit lowercase SHA-256; every "tensors" entry has a name
+ * and a file. Fills why with the first problem. */
+static void manifest_entries_ok(const cJSON *man, char *why, size_t cap)
+{
+    int i = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, lq_json_get(man, "files")) {
+        const char *p = cJSON_GetStringValue(lq_json_get(e, "path"));
+        const char *h = cJSON_GetStringValue(lq_json_get(e, "sha256"));
+        uint64_t size;
+        int hex_ok = h && strlen(h) == 64 && strspn(h, "0123456789abcdef") == 64;
+        int path_ok = p && p[0] && p[0] != '/' && strcmp(p, "..") && strncmp(p, "../", 3) && !strstr(p, "/../") &&
+                      !(strlen(p) >= 3 && !strcmp(p + strlen(p) - 3, "/.."));
+        if (!path_ok || !hex_ok || lq_json_u64(lq_json_get(e, "size"), &size) != 0) {
+            snprintf(why, cap, "files[%d]: needs a relative \"path\" inside the artifact, an integer \"size\" and a "
+                               "64-hex \"sha256\" (path %s)", i, p ? p : "missing");
+            return;
+        }
+        i++;
+    }
+    i = 0;
+    cJSON_ArrayForEach(e, lq_json_get(man, "tensors")) {
+        if (!cJSON_GetStringValue(lq_json_get(e, "name")) || !cJSON_GetStringValue(lq_json_get(e, "file"))) {
+            snprintf(why, cap, "tensors[%d]: needs \"name\" and \"file\"", i);
+            return;
+        }
+        i++;
+    }
+}
+
 /* ---- integrity: parallel hashing of the listed files ---- */
 
 typedef struct hjob {
@@ -163,7 +194,7 @@ static void *hash_worker(void *arg)
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* Every regular file under dir (two levels), relative paths, sorted. */
+/* Every file under dir at any depth (relative paths); directories are walked, links not followed. */
 static size_t list_files(const char *dir, const char *sub, char ***out, size_t n)
 {
     char path[8192];
@@ -182,8 +213,7 @@ static size_t list_files(const char *dir, const char *sub, char ***out, size_t n
         if (lstat(full, &sb) != 0)
             continue;
         if (S_ISDIR(sb.st_mode)) {
-            if (!sub)
-                n = list_files(dir, e->d_name, out, n);
+            n = list_files(dir, rel, out, n);
             continue;
         }
         char **o = realloc(*out, (n + 1) * sizeof(char *));
@@ -290,8 +320,10 @@ static void check_integrity(const char *dir, const cJSON *man, int threads)
         qsort(present, np, sizeof(char *), cmp_str);
     for (size_t i = 0; i < np; i++) {
         int listed = !strcmp(present[i], LQ_MANIFEST_FILE) || !strcmp(present[i], LQ_SIGNATURE_FILE);
-        for (size_t k = 0; k < n && !listed; k++)
-            listed = !strcmp(present[i], cJSON_GetStringValue(lq_json_get(cJSON_GetArrayItem(files, (int)k), "path")));
+        for (size_t k = 0; k < n && !listed; k++) {
+            const char *lp = cJSON_GetStringValue(lq_json_get(cJSON_GetArrayItem(files, (int)k), "path"));
+            listed = lp && !strcmp(present[i], lp);
+        }
         if (!listed) {
             fprintf(stderr, "mimo-verify: integrity: %s: present but not in the manifest\n", present[i]);
             if (!bad && !extra)
@@ -1024,11 +1056,19 @@ int main(int argc, char **argv)
         uint64_t sv = 0;
         int ok = lq_json_u64(lq_json_get(man, "schema_version"), &sv) == 0 && sv == 1 &&
                  cJSON_IsArray(lq_json_get(man, "files")) && cJSON_IsArray(lq_json_get(man, "tensors"));
+        char bad_entry[600] = "";
         if (ok)
+            manifest_entries_ok(man, bad_entry, sizeof(bad_entry));
+        if (ok && !bad_entry[0])
             result(mi, 1, "schema 1, %d files, %d tensors", cJSON_GetArraySize(lq_json_get(man, "files")),
                    cJSON_GetArraySize(lq_json_get(man, "tensors")));
-        else
+        else if (ok) {
+            result(mi, 0, "%s: %s", mp, bad_entry);
+            unreadable = 1;
+        } else {
             result(mi, 0, "%s: not a schema-1 mimo manifest (schema_version, files, tensors)", mp);
+            unreadable = 1;
+        }
     }
     int man_ok = checks[mi].ran && checks[mi].passed;
     if (enabled[check_index("integrity")] && man_ok)
