@@ -936,7 +936,56 @@ static int write_junit(const char *path, const char *artifact)
     return fclose(f) == 0 ? 0 : -1;
 }
 
-static int write_report(const char *path, const char *artifact, int verdict)
+static void put_metrics(lq_jw *w, const lq_err_acc *a)
+{
+    lq_metrics m;
+    lq_err_acc_finish(a, &m);
+    lq_jw_key(w, "elements");
+    lq_jw_u64(w, m.n);
+    lq_jw_key(w, "sqnr_db");
+    lq_jw_double(w, m.sqnr_db, 6);
+    lq_jw_key(w, "rel_mse");
+    lq_jw_double(w, m.rel_mse, 6);
+    lq_jw_key(w, "cosine");
+    lq_jw_double(w, m.cosine, 8);
+    lq_jw_key(w, "max_abs_err");
+    lq_jw_double(w, m.max_abs, 6);
+    lq_jw_key(w, "clip_frac");
+    lq_jw_double(w, m.clip_frac, 6);
+    lq_jw_key(w, "zero_frac");
+    lq_jw_double(w, m.zero_frac, 6);
+}
+
+/* SHA-256 of the concatenation of files (those that exist), as lowercase hex; "" if none. */
+static void fingerprint(const char *dir, const char *const *names, size_t n, char out[65])
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    int any = 0;
+    for (size_t i = 0; i < n; i++) {
+        char p[8192];
+        snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
+        FILE *f = fopen(p, "rb");
+        if (!f)
+            continue;
+        unsigned char buf[65536];
+        size_t r;
+        while ((r = fread(buf, 1, sizeof buf, f)) > 0)
+            EVP_DigestUpdate(ctx, buf, r);
+        fclose(f);
+        any = 1;
+    }
+    uint8_t d[32];
+    EVP_DigestFinal_ex(ctx, d, NULL);
+    EVP_MD_CTX_free(ctx);
+    if (any)
+        lq_hex(d, 32, out);
+    else
+        out[0] = 0;
+}
+
+static int write_report(const char *path, const char *artifact, const char *source, const lq_ckpt *ck,
+                        const policy *pol, int verdict)
 {
     lq_jw *w = lq_jw_new(2);
     lq_jw_begin_object(w);
@@ -948,8 +997,118 @@ static int write_report(const char *path, const char *artifact, int verdict)
     lq_jw_string(w, LQ_VERSION_STRING);
     lq_jw_key(w, "artifact");
     lq_jw_string(w, artifact);
+    static const char *const art_files[] = {LQ_MANIFEST_FILE};
+    static const char *const src_files[] = {"config.json", "model.safetensors.index.json"};
+    char fp[65];
+    fingerprint(artifact, art_files, 1, fp);
+    lq_jw_key(w, "artifact_fingerprint");
+    lq_jw_string(w, fp); /* SHA-256 of mimo-manifest.json, which lists every file's digest */
+    lq_jw_key(w, "source");
+    if (source) {
+        lq_jw_string(w, source);
+        fingerprint(source, src_files, 2, fp);
+        lq_jw_key(w, "source_fingerprint");
+        lq_jw_string(w, fp); /* SHA-256 of its config.json followed by its index */
+    } else {
+        lq_jw_null(w);
+    }
     lq_jw_key(w, "verdict");
     lq_jw_string(w, verdict == 0 ? "pass" : "fail");
+    lq_jw_key(w, "policy");
+    lq_jw_begin_object(w);
+    lq_jw_key(w, "required");
+    lq_jw_begin_array(w);
+    for (size_t i = 0; i < NCHECKS; i++)
+        if (pol->required[i])
+            lq_jw_string(w, checks[i].name);
+    lq_jw_end_array(w);
+    struct { const char *k; double v; } th[] = {{"min_sqnr_db", pol->min_sqnr_db}, {"min_cosine", pol->min_cosine},
+                                                {"max_clip_frac", pol->max_clip_frac},
+                                                {"min_layer_sqnr_db", pol->min_layer_sqnr_db}};
+    lq_jw_key(w, "thresholds");
+    lq_jw_begin_object(w);
+    for (size_t k = 0; k < sizeof(th) / sizeof(th[0]); k++) {
+        lq_jw_key(w, th[k].k);
+        lq_jw_double(w, th[k].v, 8); /* null when not set */
+    }
+    lq_jw_end_object(w);
+    lq_jw_end_object(w);
+    /* Bits per weight per module class, from the artifact's tensors (scale tensors add bytes but
+     * no parameters; an MXFP4 weight stands for twice its bytes). */
+    if (ck) {
+        uint64_t params[LQ_PLAN_NCLASSES] = {0}, bytes[LQ_PLAN_NCLASSES] = {0};
+        for (size_t i = 0; i < lq_ckpt_count(ck); i++) {
+            const lq_tensor_info *ti = lq_ckpt_at(ck, i).info;
+            int c = lq_plan_classify(ti->name);
+            size_t l = strlen(ti->name);
+            int scale = (l > 10 && !strcmp(ti->name + l - 10, "_scale_inv")) ||
+                        (l > 13 && !strcmp(ti->name + l - 13, ".weight_scale"));
+            bytes[c] += ti->nbytes;
+            if (!scale)
+                params[c] += ti->dtype == LQ_DTYPE_U8 ? ti->numel * 2 : ti->numel;
+        }
+        lq_jw_key(w, "classes");
+        lq_jw_begin_array(w);
+        for (int c = 0; c < LQ_PLAN_NCLASSES; c++) {
+            if (!params[c])
+                continue;
+            lq_jw_begin_object(w);
+            lq_jw_key(w, "class");
+            lq_jw_string(w, lq_plan_class_name(c));
+            lq_jw_key(w, "params");
+            lq_jw_u64(w, params[c]);
+            lq_jw_key(w, "bytes");
+            lq_jw_u64(w, bytes[c]);
+            lq_jw_key(w, "bits_per_weight");
+            lq_jw_double(w, 8.0 * (double)bytes[c] / (double)params[c], 6);
+            lq_err_acc ca;
+            lq_err_acc_init(&ca);
+            size_t nq = 0;
+            for (size_t i = 0; i < g_nitems; i++)
+                if (g_items[i].st == LQ_OK && lq_plan_classify(g_items[i].name) == c) {
+                    lq_err_acc_merge(&ca, &g_items[i].acc);
+                    nq++;
+                }
+            if (nq) {
+                lq_jw_key(w, "accuracy");
+                lq_jw_begin_object(w);
+                lq_jw_key(w, "tensors");
+                lq_jw_u64(w, nq);
+                put_metrics(w, &ca);
+                lq_jw_end_object(w);
+            }
+            lq_jw_end_object(w);
+        }
+        lq_jw_end_array(w);
+    }
+    if (g_nitems) {
+        lq_jw_key(w, "layers");
+        lq_jw_begin_array(w);
+        for (size_t L = 0; L < g_nlayers; L++) {
+            lq_jw_begin_object(w);
+            lq_jw_key(w, "layer");
+            lq_jw_string(w, g_layers[L].key);
+            lq_jw_key(w, "tensors");
+            lq_jw_u64(w, g_layers[L].tensors);
+            put_metrics(w, &g_layers[L].acc);
+            lq_jw_end_object(w);
+        }
+        lq_jw_end_array(w);
+        lq_jw_key(w, "tensors");
+        lq_jw_begin_array(w);
+        for (size_t i = 0; i < g_nitems; i++) {
+            if (g_items[i].st != LQ_OK)
+                continue;
+            lq_jw_begin_object(w);
+            lq_jw_key(w, "name");
+            lq_jw_string(w, g_items[i].name);
+            lq_jw_key(w, "source_dtype");
+            lq_jw_string(w, lq_dtype_name(g_items[i].src.info->dtype));
+            put_metrics(w, &g_items[i].acc);
+            lq_jw_end_object(w);
+        }
+        lq_jw_end_array(w);
+    }
     lq_jw_key(w, "checks");
     lq_jw_begin_array(w);
     for (size_t i = 0; i < NCHECKS; i++) {
@@ -1134,7 +1293,7 @@ int main(int argc, char **argv)
     }
     int rc = failed ? (unreadable ? 3 : 1) : 0;
     printf("verdict: %s (%s)\n", rc == 0 ? "PASS" : "FAIL", artifact);
-    if (report && write_report(report, artifact, rc) != 0) {
+    if (report && write_report(report, artifact, source, ck, &pol, rc) != 0) {
         fprintf(stderr, "mimo-verify: cannot write %s\n", report);
         rc = rc ? rc : 3;
     }

@@ -139,6 +139,40 @@ int main(int argc, char **argv)
     CHECK_EQ_U64(verify("clean", extra), 0);
     CHECK(log_has("clean", "accuracy   PASS  528 MXFP4 tensors vs source: SQNR 19.0"));
     CHECK(sh("grep -q '<svg' '%s/v.html' && grep -q 'MXFP4 SQNR per layer' '%s/v.html'", root, root) == 0);
+    /* The report with --source: fingerprints, per-class bits per weight (routed experts: 4.25 =
+     * (16 + 1) bytes per 32 weights, the MXFP4 definition), per-class accuracy equal to the
+     * converter's own report for the same tensors, per-layer and per-tensor metrics. */
+    snprintf(extra, sizeof(extra), "--source '%s/src' --report '%s/r2.json'", root, root);
+    CHECK_EQ_U64(verify("clean", extra), 0);
+    snprintf(rp, sizeof(rp), "%s/r2.json", root);
+    r = NULL;
+    CHECK(lq_json_parse_file(rp, 0, NULL, &r, &err) == LQ_OK);
+    char mrp[600];
+    snprintf(mrp, sizeof(mrp), "%s/clean/mimo-quant-report.json", root);
+    cJSON *conv = NULL;
+    CHECK(lq_json_parse_file(mrp, 0, NULL, &conv, &err) == LQ_OK);
+    if (r && conv) {
+        char cmd[1400], want[80] = "";
+        snprintf(cmd, sizeof(cmd), "sha256sum '%s/clean/mimo-manifest.json' | cut -c1-64", root);
+        FILE *pp = popen(cmd, "r");
+        if (pp) {
+            if (!fgets(want, sizeof(want), pp))
+                want[0] = 0;
+            pclose(pp);
+        }
+        want[64] = 0;
+        CHECK_STR(cJSON_GetStringValue(lq_json_get(r, "artifact_fingerprint")), want);
+        const cJSON *c0 = cJSON_GetArrayItem(lq_json_get(r, "classes"), 0);
+        CHECK_STR(cJSON_GetStringValue(lq_json_get(c0, "class")), "routed_experts");
+        CHECK_NEAR(cJSON_GetNumberValue(lq_json_get(c0, "bits_per_weight")), 4.25, 1e-9, 0);
+        double mine = cJSON_GetNumberValue(lq_json_get(lq_json_get(c0, "accuracy"), "sqnr_db"));
+        double theirs = cJSON_GetNumberValue(lq_json_get(lq_json_get(conv, "summary"), "sqnr_db"));
+        CHECK_NEAR(mine, theirs, 1e-4, 0);
+        CHECK_EQ_U64(cJSON_GetArraySize(lq_json_get(r, "tensors")), 528);
+        CHECK_EQ_U64(cJSON_GetArraySize(lq_json_get(r, "layers")), 11);
+    }
+    cJSON_Delete(r);
+    cJSON_Delete(conv);
     CHECK(sh("printf '{\"schema_version\": 1, \"required\": [], \"thresholds\": {\"min_sqnr_db\": 25}}' > '%s/strict.json'", root) == 0);
     snprintf(extra, sizeof(extra), "--source '%s/src' --policy '%s/strict.json'", root, root);
     CHECK_EQ_U64(verify("clean", extra), 1);
