@@ -558,7 +558,8 @@ static int load_policy(const char *path, policy *p)
 typedef struct acc_item {
     const char *name;           /* artifact weight */
     lq_ckpt_tensor w, sc;       /* artifact codes and scales */
-    lq_ckpt_tensor src, src_scale;
+    lq_ckpt_tensor src, src_scale; /* valid only while the source is open (check_accuracy) */
+    lq_dtype src_dtype;             /* kept for the report */
     int has_src_scale;
     lq_err_acc acc;
     lq_status st;
@@ -696,6 +697,7 @@ static void check_accuracy(const lq_ckpt *ck, const char *source, const policy *
         it->w = t;
         it->sc = sc;
         it->src = s;
+        it->src_dtype = s.info->dtype;
         snprintf(sn, sizeof(sn), "%s_scale_inv", t.info->name);
         it->has_src_scale = lq_ckpt_find(src, sn, &it->src_scale) == 0;
     }
@@ -1103,7 +1105,7 @@ static int write_report(const char *path, const char *artifact, const char *sour
             lq_jw_key(w, "name");
             lq_jw_string(w, g_items[i].name);
             lq_jw_key(w, "source_dtype");
-            lq_jw_string(w, lq_dtype_name(g_items[i].src.info->dtype));
+            lq_jw_string(w, lq_dtype_name(g_items[i].src_dtype));
             put_metrics(w, &g_items[i].acc);
             lq_jw_end_object(w);
         }
