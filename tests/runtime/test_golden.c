@@ -1,0 +1,112 @@
+/* The CPU forward against transformers' MiMoV2FlashForCausalLM (fixtures/golden/tiny-bf16, made by
+ * tools/oracle/golden_tiny.py on the GPU host in float32).
+ * usage: test_golden MKFIXTURE GOLDEN_DIR
+ * Teacher-forced logits at every one of the 48 positions (longer than the SWA window of 16):
+ * relative L2 error <= 1e-4 per position (fp32 against fp32; the two sum in different orders, so
+ * about 1e-6 is expected, and 1e-4 leaves room for libm differences in exp/cos); every hidden
+ * state likewise; and the 32 greedy tokens identical (each step a full forward, no cache). */
+#include <zstd.h>
+
+#include "../harness.h"
+#include "libquant/libquant.h"
+#include "runtime/model.h"
+
+static void *load_zst(const char *dir, const char *name, size_t *len)
+{
+    char p[1200];
+    snprintf(p, sizeof(p), "%s/%s", dir, name);
+    FILE *f = fopen(p, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    void *c = malloc((size_t)n);
+    size_t got = fread(c, 1, (size_t)n, f);
+    fclose(f);
+    unsigned long long size = ZSTD_getFrameContentSize(c, got);
+    void *out = size != ZSTD_CONTENTSIZE_ERROR && size != ZSTD_CONTENTSIZE_UNKNOWN ? malloc(size) : NULL;
+    if (out && ZSTD_isError(ZSTD_decompress(out, size, c, got))) {
+        free(out);
+        out = NULL;
+    }
+    free(c);
+    *len = out ? size : 0;
+    return out;
+}
+
+static double rel(const float *a, const float *b, size_t n)
+{
+    double e = 0, s = 0;
+    for (size_t i = 0; i < n; i++) {
+        e += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        s += (double)b[i] * b[i];
+    }
+    return sqrt(e / (s > 0 ? s : 1));
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: test_golden MKFIXTURE GOLDEN_DIR\n");
+        return 2;
+    }
+    char root[] = "/tmp/mimo-golden-XXXXXX", cmd[2048], src[600];
+    CHECK(mkdtemp(root) != NULL);
+    snprintf(src, sizeof(src), "%s/b", root);
+    snprintf(cmd, sizeof(cmd), "'%s' --preset tiny --variant bf16 --no-drafter --out '%s' -q > /dev/null", argv[1], src);
+    CHECK(system(cmd) == 0);
+    size_t lp, ll, lh, lg;
+    int32_t *prompt = load_zst(argv[2], "prompt.i32.zst", &lp), *greedy = load_zst(argv[2], "greedy.i32.zst", &lg);
+    float *glog = load_zst(argv[2], "logits.f32.zst", &ll), *ghid = load_zst(argv[2], "hidden.f32.zst", &lh);
+    CHECK(prompt && greedy && glog && ghid);
+    rt_model *m = NULL;
+    lq_error err;
+    lq_error_clear(&err);
+    char eb[1400];
+    CHECK_MSG(rt_model_open(src, &m, &err) == LQ_OK, "open: %s", lq_error_format(&err, eb, sizeof(eb)));
+    if (!m || !prompt || !glog || !ghid || !greedy)
+        return th_finish("test_golden");
+    const lq_mimo_config *c = rt_model_config(m);
+    size_t n = lp / 4, V = c->vocab_size, H = c->hidden_size, NL = c->num_hidden_layers;
+    CHECK_EQ_U64(n, 48);
+    CHECK_EQ_U64(ll, n * V * 4);
+    CHECK_EQ_U64(lh, (NL + 1) * n * H * 4);
+    float *logits = malloc(n * V * sizeof(float)), *hidden = malloc((NL + 1) * n * H * sizeof(float));
+    rt_opts o = {2, 0};
+    CHECK(rt_forward(m, prompt, n, &o, logits, hidden, &err) == LQ_OK);
+    double worst = 0;
+    for (size_t t = 0; t < n; t++) {
+        double e = rel(logits + t * V, glog + t * V, V);
+        worst = e > worst ? e : worst;
+    }
+    CHECK_MSG(worst <= 1e-4, "logits: worst per-position relative L2 %.3g", worst);
+    fprintf(stderr, "logits: worst per-position relative L2 %.3g\n", worst);
+    for (size_t l = 0; l <= NL; l++) {
+        double e = rel(hidden + l * n * H, ghid + l * n * H, n * H);
+        CHECK_MSG(e <= 1e-4, "hidden state %zu: relative L2 %.3g", l, e);
+    }
+    /* Greedy: argmax of the last position, appended, 32 times. */
+    size_t total = n + lg / 4;
+    int32_t *seq = malloc(total * sizeof(int32_t));
+    memcpy(seq, prompt, n * sizeof(int32_t));
+    float *lg2 = malloc(total * V * sizeof(float));
+    size_t same = 0;
+    for (size_t s = n; s < total; s++) {
+        CHECK(rt_forward(m, seq, s, &o, lg2, NULL, &err) == LQ_OK);
+        const float *last = lg2 + (s - 1) * V;
+        size_t best = 0;
+        for (size_t v = 1; v < V; v++)
+            best = last[v] > last[best] ? v : best;
+        seq[s] = (int32_t)best;
+        same += seq[s] == greedy[s - n];
+    }
+    CHECK_EQ_U64(same, total - n);
+    fprintf(stderr, "greedy: %zu of %zu tokens equal\n", same, total - n);
+    free(seq), free(lg2), free(logits), free(hidden);
+    free(prompt), free(greedy), free(glog), free(ghid);
+    rt_model_close(m);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+    CHECK(system(cmd) == 0);
+    return th_finish("test_golden");
+}
