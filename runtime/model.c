@@ -36,6 +36,35 @@ struct rt_model {
 
 const lq_mimo_config *rt_model_config(const rt_model *m) { return m ? &m->cfg : NULL; }
 
+struct rt_cache {
+    size_t cap, len;
+    uint32_t layers;
+    float **k, **v;      /* per layer: [cap, nkv * dqk], [cap, nkv * dv] */
+    uint64_t *kr, *vr;   /* row widths */
+};
+
+void rt_cache_free(rt_cache *c)
+{
+    if (!c)
+        return;
+    for (uint32_t l = 0; l < c->layers; l++) {
+        if (c->k)
+            free(c->k[l]);
+        if (c->v)
+            free(c->v[l]);
+    }
+    free(c->k), free(c->v), free(c->kr), free(c->vr);
+    free(c);
+}
+
+size_t rt_cache_len(const rt_cache *c) { return c ? c->len : 0; }
+
+void rt_cache_truncate(rt_cache *c, size_t len)
+{
+    if (c && len < c->len)
+        c->len = len;
+}
+
 /* A small tensor decoded to f32 (norms, sinks, router), checked to hold n elements. */
 static lq_status vec(const lq_ckpt *ck, const char *name, uint64_t n, float **out, lq_error *err)
 {
@@ -232,13 +261,13 @@ static void rope(float *x, uint32_t rd, double theta, uint64_t pos)
 
 static float silu(float x) { return x / (1.0f + expf(-x)); }
 
-static lq_status attention(const rt_model *m, const rt_layer *L, const float *xn, size_t n, const rt_opts *o,
-                           float *out, lq_error *err)
+static lq_status attention(const rt_model *m, const rt_layer *L, float *kc, float *vc, size_t p0, const float *xn,
+                           size_t n, const rt_opts *o, float *out, lq_error *err)
 {
     uint64_t qr = (uint64_t)L->nq * L->dqk, kr = (uint64_t)L->nkv * L->dqk, vr = (uint64_t)L->nkv * L->dv;
     float *q = malloc(n * qr * sizeof(float)), *k = malloc(n * kr * sizeof(float)), *v = malloc(n * vr * sizeof(float));
     float *ctx = malloc(n * (uint64_t)L->nq * L->dv * sizeof(float));
-    float *scores = malloc((n + 1) * sizeof(float));
+    float *scores = malloc((p0 + n + 1) * sizeof(float));
     lq_status st = LQ_OK;
     if (!q || !k || !v || !ctx || !scores) {
         st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
@@ -276,26 +305,29 @@ static lq_status attention(const rt_model *m, const rt_layer *L, const float *xn
     float vscale = (float)m->cfg.attention_value_scale;
     for (size_t t = 0; t < n; t++) {
         for (uint32_t h = 0; h < L->nq; h++)
-            rope(q + t * qr + (uint64_t)h * L->dqk, L->rope_dim, L->theta, t);
+            rope(q + t * qr + (uint64_t)h * L->dqk, L->rope_dim, L->theta, p0 + t);
         for (uint32_t h = 0; h < L->nkv; h++)
-            rope(k + t * kr + (uint64_t)h * L->dqk, L->rope_dim, L->theta, t);
+            rope(k + t * kr + (uint64_t)h * L->dqk, L->rope_dim, L->theta, p0 + t);
         for (uint64_t i = 0; i < vr; i++)
             v[t * vr + i] *= vscale;
     }
+    /* Into the cache at absolute positions p0..p0+n-1; attention reads keys and values from it. */
+    memcpy(kc + p0 * kr, k, n * kr * sizeof(float));
+    memcpy(vc + p0 * vr, v, n * vr * sizeof(float));
     float scale = 1.0f / sqrtf((float)L->dqk);
     uint32_t group = L->nq / L->nkv, W = m->cfg.sliding_window;
-    for (size_t i = 0; i < n; i++) {
-        size_t lo = 0;
+    for (size_t ti = 0; ti < n; ti++) {
+        size_t i = p0 + ti, lo = 0; /* absolute position of this query */
         if (L->swa) {
             size_t span = o->window_inclusive ? (size_t)W + 1 : (size_t)W;
             lo = i + 1 > span ? i + 1 - span : 0;
         }
         for (uint32_t h = 0; h < L->nq; h++) {
-            const float *qi = q + i * qr + (uint64_t)h * L->dqk;
+            const float *qi = q + ti * qr + (uint64_t)h * L->dqk;
             uint32_t g = h / group;
             float mx = L->sinks ? L->sinks[h] : -INFINITY;
             for (size_t j = lo; j <= i; j++) {
-                const float *kj = k + j * kr + (uint64_t)g * L->dqk;
+                const float *kj = kc + j * kr + (uint64_t)g * L->dqk;
                 float s = 0;
                 for (uint32_t d = 0; d < L->dqk; d++)
                     s += qi[d] * kj[d];
@@ -307,12 +339,12 @@ static lq_status attention(const rt_model *m, const rt_layer *L, const float *xn
                 scores[j - lo] = expf(scores[j - lo] - mx);
                 den += scores[j - lo];
             }
-            float *ci = ctx + i * (uint64_t)L->nq * L->dv + (uint64_t)h * L->dv;
+            float *ci = ctx + ti * (uint64_t)L->nq * L->dv + (uint64_t)h * L->dv;
             for (uint32_t d = 0; d < L->dv; d++)
                 ci[d] = 0;
             for (size_t j = lo; j <= i; j++) {
                 float p = (float)(scores[j - lo] / den);
-                const float *vj = v + j * vr + (uint64_t)g * L->dv;
+                const float *vj = vc + j * vr + (uint64_t)g * L->dv;
                 for (uint32_t d = 0; d < L->dv; d++)
                     ci[d] += p * vj[d];
             }
@@ -416,9 +448,53 @@ done:
     return st;
 }
 
+lq_status rt_cache_new(const rt_model *m, size_t max_tokens, rt_cache **out, lq_error *err)
+{
+    *out = NULL;
+    const lq_mimo_config *c = &m->cfg;
+    rt_cache *k = calloc(1, sizeof(*k));
+    if (!k)
+        return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+    k->cap = max_tokens;
+    k->layers = c->num_hidden_layers;
+    k->k = calloc(k->layers, sizeof(float *));
+    k->v = calloc(k->layers, sizeof(float *));
+    k->kr = calloc(k->layers, sizeof(uint64_t));
+    k->vr = calloc(k->layers, sizeof(uint64_t));
+    int ok = k->k && k->v && k->kr && k->vr;
+    for (uint32_t l = 0; ok && l < k->layers; l++) {
+        k->kr[l] = (uint64_t)m->L[l].nkv * m->L[l].dqk;
+        k->vr[l] = (uint64_t)m->L[l].nkv * m->L[l].dv;
+        k->k[l] = malloc(max_tokens * k->kr[l] * sizeof(float) + 1);
+        k->v[l] = malloc(max_tokens * k->vr[l] * sizeof(float) + 1);
+        ok = k->k[l] && k->v[l];
+    }
+    if (!ok) {
+        rt_cache_free(k);
+        return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "cannot allocate a cache of %zu tokens", max_tokens);
+    }
+    *out = k;
+    return LQ_OK;
+}
+
 lq_status rt_forward(const rt_model *m, const int32_t *tokens, size_t n, const rt_opts *o, float *logits,
                      float *hidden, lq_error *err)
 {
+    rt_cache *c = NULL;
+    lq_status st = rt_cache_new(m, n, &c, err);
+    if (st == LQ_OK)
+        st = rt_step(m, c, tokens, n, o, logits, hidden, err);
+    rt_cache_free(c);
+    return st;
+}
+
+lq_status rt_step(const rt_model *m, rt_cache *kv, const int32_t *tokens, size_t n, const rt_opts *o, float *logits,
+                  float *hidden, lq_error *err)
+{
+    if (!kv || kv->len + n > kv->cap)
+        return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, NULL, NULL, "RT_CACHE", "the cache holds %zu of %zu positions; %zu more do not fit",
+                       kv ? kv->len : 0, kv ? kv->cap : 0, n);
+    size_t p0 = kv->len;
     const lq_mimo_config *c = &m->cfg;
     uint64_t H = c->hidden_size;
     rt_opts dflt = {1, 0};
@@ -443,7 +519,7 @@ lq_status rt_forward(const rt_model *m, const int32_t *tokens, size_t n, const r
         const rt_layer *L = &m->L[li];
         for (size_t t = 0; t < n; t++)
             rmsnorm(h + t * H, L->in_norm, H, c->rms_norm_eps, xn + t * H);
-        if ((st = attention(m, L, xn, n, o, y, err)) != LQ_OK)
+        if ((st = attention(m, L, kv->k[li], kv->v[li], p0, xn, n, o, y, err)) != LQ_OK)
             break;
         for (uint64_t i = 0; i < n * H; i++)
             h[i] += y[i];
@@ -465,6 +541,8 @@ lq_status rt_forward(const rt_model *m, const int32_t *tokens, size_t n, const r
         if (logits)
             st = rt_linear_forward(&m->lm_head, xn, n, 0, c->vocab_size, logits, c->vocab_size, o->threads);
     }
+    if (st == LQ_OK)
+        kv->len += n;
 done:
     free(h), free(xn), free(y);
     return st;

@@ -4,7 +4,8 @@
  * Teacher-forced logits at every one of the 48 positions (longer than the SWA window of 16):
  * relative L2 error <= 1e-4 per position (fp32 against fp32; the two sum in different orders, so
  * about 1e-6 is expected, and 1e-4 leaves room for libm differences in exp/cos); every hidden
- * state likewise; and the 32 greedy tokens identical (each step a full forward, no cache). */
+ * state likewise; prefill + single-token decode (and a rollback) bit-identical to one forward;
+ * and the 32 greedy tokens identical, decoded with the KV cache. */
 #include <zstd.h>
 
 #include "../harness.h"
@@ -86,23 +87,39 @@ int main(int argc, char **argv)
         double e = rel(hidden + l * n * H, ghid + l * n * H, n * H);
         CHECK_MSG(e <= 1e-4, "hidden state %zu: relative L2 %.3g", l, e);
     }
-    /* Greedy: argmax of the last position, appended, 32 times. */
-    size_t total = n + lg / 4;
+    /* One path for prefill and decode: 40 tokens then 8 single steps give bit-identical logits to
+     * the one forward of 48; a rollback of 4 positions and 4 new steps give them again. */
+    rt_cache *kv = NULL;
+    float *lg2 = malloc((n + 64) * V * sizeof(float));
+    CHECK(rt_cache_new(m, n + 64, &kv, &err) == LQ_OK);
+    CHECK(rt_step(m, kv, prompt, 40, &o, lg2, NULL, &err) == LQ_OK);
+    for (size_t t = 40; t < n; t++)
+        CHECK(rt_step(m, kv, prompt + t, 1, &o, lg2 + t * V, NULL, &err) == LQ_OK);
+    CHECK(memcmp(lg2, logits, n * V * sizeof(float)) == 0);
+    rt_cache_truncate(kv, 44);
+    CHECK_EQ_U64(rt_cache_len(kv), 44);
+    for (size_t t = 44; t < n; t++)
+        CHECK(rt_step(m, kv, prompt + t, 1, &o, lg2 + t * V, NULL, &err) == LQ_OK);
+    CHECK(memcmp(lg2, logits, n * V * sizeof(float)) == 0);
+    /* Greedy with the cache: argmax of the last position, fed back, 32 times. */
+    size_t total = n + lg / 4, same = 0;
     int32_t *seq = malloc(total * sizeof(int32_t));
     memcpy(seq, prompt, n * sizeof(int32_t));
-    float *lg2 = malloc(total * V * sizeof(float));
-    size_t same = 0;
+    const float *last = logits + (n - 1) * V;
+    float *step = malloc(V * sizeof(float));
     for (size_t s = n; s < total; s++) {
-        CHECK(rt_forward(m, seq, s, &o, lg2, NULL, &err) == LQ_OK);
-        const float *last = lg2 + (s - 1) * V;
         size_t best = 0;
         for (size_t v = 1; v < V; v++)
             best = last[v] > last[best] ? v : best;
         seq[s] = (int32_t)best;
         same += seq[s] == greedy[s - n];
+        CHECK(rt_step(m, kv, seq + s, 1, &o, step, NULL, &err) == LQ_OK);
+        last = step;
     }
     CHECK_EQ_U64(same, total - n);
     fprintf(stderr, "greedy: %zu of %zu tokens equal\n", same, total - n);
+    free(step);
+    rt_cache_free(kv);
     free(seq), free(lg2), free(logits), free(hidden);
     free(prompt), free(greedy), free(glog), free(ghid);
     rt_model_close(m);
