@@ -182,25 +182,6 @@ static int cmp_file(const void *a, const void *b)
     return strcmp(((const file_rec *)a)->path, ((const file_rec *)b)->path);
 }
 
-/* "model.layers.12.mlp..." -> "model.layers.12"; names without a layer -> "other". */
-static void layer_key(const char *name, char *out, size_t cap)
-{
-    const char *p = strstr(name, "layers.");
-    if (!p) {
-        snprintf(out, cap, "other");
-        return;
-    }
-    p += 7;
-    const char *q = p;
-    while (*q >= '0' && *q <= '9')
-        q++;
-    if (q == p) {
-        snprintf(out, cap, "other");
-        return;
-    }
-    snprintf(out, cap, "%.*s", (int)(q - name), name);
-}
-
 static void acc_from_json(const cJSON *a, lq_err_acc *acc, const char **name)
 {
     lq_err_acc_init(acc);
@@ -389,14 +370,14 @@ static lq_status build_report(const cJSON *plan, shard_rec *shards, size_t nshar
         if (!have[i] || done_layer[i])
             continue;
         char key[256], k2[256];
-        layer_key(cJSON_GetStringValue(cJSON_GetArrayItem(cJSON_GetArrayItem(tensors, (int)i), 0)), key, sizeof(key));
+        lq_plan_layer_key(cJSON_GetStringValue(cJSON_GetArrayItem(cJSON_GetArrayItem(tensors, (int)i), 0)), key, sizeof(key));
         lq_err_acc la;
         lq_err_acc_init(&la);
         uint64_t cnt = 0;
         for (size_t j = i; j < nt; j++) {
             if (!have[j] || done_layer[j])
                 continue;
-            layer_key(cJSON_GetStringValue(cJSON_GetArrayItem(cJSON_GetArrayItem(tensors, (int)j), 0)), k2, sizeof(k2));
+            lq_plan_layer_key(cJSON_GetStringValue(cJSON_GetArrayItem(cJSON_GetArrayItem(tensors, (int)j), 0)), k2, sizeof(k2));
             if (strcmp(key, k2))
                 continue;
             done_layer[j] = 1;

@@ -45,6 +45,18 @@ int lq_plan_classify(const char *name)
     return 7;
 }
 
+void lq_plan_layer_key(const char *name, char *out, size_t cap)
+{
+    const char *p = name ? strstr(name, "layers.") : NULL;
+    const char *q = p ? p + 7 : NULL;
+    while (q && *q >= '0' && *q <= '9')
+        q++;
+    if (!p || q == p + 7)
+        snprintf(out, cap, "other");
+    else
+        snprintf(out, cap, "%.*s", (int)(q - name), name);
+}
+
 int lq_pattern_match(const char *pattern, const char *name)
 {
     if (strncmp(pattern, "re:", 3) == 0) {

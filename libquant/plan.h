@@ -101,6 +101,9 @@ typedef struct lq_plan {
 const char *lq_plan_class_name(int c);
 /* Module class of a tensor name. */
 int lq_plan_classify(const char *name);
+/* The layer a tensor belongs to, for per-layer reports: the name up to the layer number
+ * ("model.layers.12.mlp.x" -> "model.layers.12"), or "other". */
+void lq_plan_layer_key(const char *name, char *out, size_t cap);
 
 /* Builds the plan for the source checkpoint. Errors (all LQ_ERR_CORRUPT or LQ_ERR_INVALID_ARGUMENT,
  * naming file and tensor): PLAN_PATTERN (bad pattern syntax), PLAN_PATTERN_UNUSED (a pattern

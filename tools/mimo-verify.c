@@ -656,18 +656,6 @@ static size_t g_nlayers;
 static acc_item *g_items;
 static size_t g_nitems;
 
-static void layer_key(const char *name, char *out, size_t cap)
-{
-    const char *p = strstr(name, "layers.");
-    const char *q = p ? p + 7 : NULL;
-    while (q && *q >= '0' && *q <= '9')
-        q++;
-    if (!p || q == p + 7)
-        snprintf(out, cap, "other");
-    else
-        snprintf(out, cap, "%.*s", (int)(q - name), name);
-}
-
 static void check_accuracy(const lq_ckpt *ck, const char *source, const policy *pol, int threads)
 {
     int ci = check_index("accuracy");
@@ -734,7 +722,7 @@ static void check_accuracy(const lq_ckpt *ck, const char *source, const policy *
             lq_err_acc_finish(&it->acc, &m);
             lq_err_acc_merge(&total, &it->acc);
             char key[128];
-            layer_key(it->name, key, sizeof(key));
+            lq_plan_layer_key(it->name, key, sizeof(key));
             size_t L = 0;
             while (L < g_nlayers && strcmp(g_layers[L].key, key))
                 L++;
