@@ -39,8 +39,9 @@ const lq_mimo_config *rt_model_config(const rt_model *m) { return m ? &m->cfg : 
 struct rt_cache {
     size_t cap, len;
     uint32_t layers;
-    float **k, **v;      /* per layer: [cap, nkv * dqk], [cap, nkv * dv] */
+    float **k, **v;      /* per layer: [slots, nkv * dqk], [slots, nkv * dv] */
     uint64_t *kr, *vr;   /* row widths */
+    size_t *slots;       /* per layer: cap (global layers) or the ring size (SWA layers) */
 };
 
 void rt_cache_free(rt_cache *c)
@@ -53,16 +54,38 @@ void rt_cache_free(rt_cache *c)
         if (c->v)
             free(c->v[l]);
     }
-    free(c->k), free(c->v), free(c->kr), free(c->vr);
+    free(c->k), free(c->v), free(c->kr), free(c->vr), free(c->slots);
     free(c);
 }
 
 size_t rt_cache_len(const rt_cache *c) { return c ? c->len : 0; }
+size_t rt_cache_cap(const rt_cache *c) { return c ? c->cap : 0; }
 
-void rt_cache_truncate(rt_cache *c, size_t len)
+lq_status rt_cache_truncate(rt_cache *c, size_t len)
 {
-    if (c && len < c->len)
-        c->len = len;
+    if (!c)
+        return LQ_ERR_INVALID_ARGUMENT;
+    if (len >= c->len)
+        return LQ_OK;
+    if (c->len - len > RT_MAX_ROLLBACK)
+        return LQ_ERR_INVALID_ARGUMENT;
+    c->len = len;
+    return LQ_OK;
+}
+
+lq_status rt_cache_copy(rt_cache *dst, const rt_cache *src)
+{
+    if (!dst || !src || dst->layers != src->layers || dst->cap != src->cap)
+        return LQ_ERR_INVALID_ARGUMENT;
+    for (uint32_t l = 0; l < src->layers; l++) {
+        if (dst->slots[l] != src->slots[l])
+            return LQ_ERR_INVALID_ARGUMENT;
+        size_t used = src->len < src->slots[l] ? src->len : src->slots[l];
+        memcpy(dst->k[l], src->k[l], used * src->kr[l] * sizeof(float));
+        memcpy(dst->v[l], src->v[l], used * src->vr[l] * sizeof(float));
+    }
+    dst->len = src->len;
+    return LQ_OK;
 }
 
 /* A small tensor decoded to f32 (norms, sinks, router), checked to hold n elements. */
@@ -261,8 +284,8 @@ static void rope(float *x, uint32_t rd, double theta, uint64_t pos)
 
 static float silu(float x) { return x / (1.0f + expf(-x)); }
 
-static lq_status attention(const rt_model *m, const rt_layer *L, float *kc, float *vc, size_t p0, const float *xn,
-                           size_t n, const rt_opts *o, float *out, lq_error *err)
+static lq_status attention(const rt_model *m, const rt_layer *L, float *kc, float *vc, size_t slots, size_t p0,
+                           const float *xn, size_t n, const rt_opts *o, float *out, lq_error *err)
 {
     uint64_t qr = (uint64_t)L->nq * L->dqk, kr = (uint64_t)L->nkv * L->dqk, vr = (uint64_t)L->nkv * L->dv;
     float *q = malloc(n * qr * sizeof(float)), *k = malloc(n * kr * sizeof(float)), *v = malloc(n * vr * sizeof(float));
@@ -311,9 +334,13 @@ static lq_status attention(const rt_model *m, const rt_layer *L, float *kc, floa
         for (uint64_t i = 0; i < vr; i++)
             v[t * vr + i] *= vscale;
     }
-    /* Into the cache at absolute positions p0..p0+n-1; attention reads keys and values from it. */
-    memcpy(kc + p0 * kr, k, n * kr * sizeof(float));
-    memcpy(vc + p0 * vr, v, n * vr * sizeof(float));
+    /* Into the cache at absolute positions p0..p0+n-1 (slot = position mod slots: a ring on SWA
+     * layers, sized so that neither this chunk nor a rollback overwrites a position still in some
+     * query's window); attention reads keys and values from it. */
+    for (size_t t = 0; t < n; t++) {
+        memcpy(kc + ((p0 + t) % slots) * kr, k + t * kr, kr * sizeof(float));
+        memcpy(vc + ((p0 + t) % slots) * vr, v + t * vr, vr * sizeof(float));
+    }
     float scale = 1.0f / sqrtf((float)L->dqk);
     uint32_t group = L->nq / L->nkv, W = m->cfg.sliding_window;
     for (size_t ti = 0; ti < n; ti++) {
@@ -327,7 +354,7 @@ static lq_status attention(const rt_model *m, const rt_layer *L, float *kc, floa
             uint32_t g = h / group;
             float mx = L->sinks ? L->sinks[h] : -INFINITY;
             for (size_t j = lo; j <= i; j++) {
-                const float *kj = kc + j * kr + (uint64_t)g * L->dqk;
+                const float *kj = kc + (j % slots) * kr + (uint64_t)g * L->dqk;
                 float s = 0;
                 for (uint32_t d = 0; d < L->dqk; d++)
                     s += qi[d] * kj[d];
@@ -344,7 +371,7 @@ static lq_status attention(const rt_model *m, const rt_layer *L, float *kc, floa
                 ci[d] = 0;
             for (size_t j = lo; j <= i; j++) {
                 float p = (float)(scores[j - lo] / den);
-                const float *vj = vc + j * vr + (uint64_t)g * L->dv;
+                const float *vj = vc + (j % slots) * vr + (uint64_t)g * L->dv;
                 for (uint32_t d = 0; d < L->dv; d++)
                     ci[d] += p * vj[d];
             }
@@ -450,6 +477,11 @@ done:
 
 lq_status rt_cache_new(const rt_model *m, size_t max_tokens, rt_cache **out, lq_error *err)
 {
+    return rt_cache_new_ex(m, max_tokens, 0, out, err);
+}
+
+lq_status rt_cache_new_ex(const rt_model *m, size_t max_tokens, int no_ring, rt_cache **out, lq_error *err)
+{
     *out = NULL;
     const lq_mimo_config *c = &m->cfg;
     rt_cache *k = calloc(1, sizeof(*k));
@@ -461,12 +493,17 @@ lq_status rt_cache_new(const rt_model *m, size_t max_tokens, rt_cache **out, lq_
     k->v = calloc(k->layers, sizeof(float *));
     k->kr = calloc(k->layers, sizeof(uint64_t));
     k->vr = calloc(k->layers, sizeof(uint64_t));
-    int ok = k->k && k->v && k->kr && k->vr;
+    k->slots = calloc(k->layers, sizeof(size_t));
+    int ok = k->k && k->v && k->kr && k->vr && k->slots;
+    /* SWA ring: the widest window (W + 1 under the inclusive convention) plus the most positions one
+     * chunk writes or one rollback removes. */
+    size_t ring = (size_t)c->sliding_window + 1 + (RT_STEP_CHUNK > RT_MAX_ROLLBACK ? RT_STEP_CHUNK : RT_MAX_ROLLBACK);
     for (uint32_t l = 0; ok && l < k->layers; l++) {
         k->kr[l] = (uint64_t)m->L[l].nkv * m->L[l].dqk;
         k->vr[l] = (uint64_t)m->L[l].nkv * m->L[l].dv;
-        k->k[l] = malloc(max_tokens * k->kr[l] * sizeof(float) + 1);
-        k->v[l] = malloc(max_tokens * k->vr[l] * sizeof(float) + 1);
+        k->slots[l] = m->L[l].swa && !no_ring && ring < max_tokens ? ring : max_tokens;
+        k->k[l] = malloc(k->slots[l] * k->kr[l] * sizeof(float) + 1);
+        k->v[l] = malloc(k->slots[l] * k->vr[l] * sizeof(float) + 1);
         ok = k->k[l] && k->v[l];
     }
     if (!ok) {
@@ -475,6 +512,14 @@ lq_status rt_cache_new(const rt_model *m, size_t max_tokens, rt_cache **out, lq_
     }
     *out = k;
     return LQ_OK;
+}
+
+size_t rt_cache_bytes(const rt_cache *c)
+{
+    size_t b = 0;
+    for (uint32_t l = 0; c && l < c->layers; l++)
+        b += c->slots[l] * (c->kr[l] + c->vr[l]) * sizeof(float);
+    return b;
 }
 
 lq_status rt_forward(const rt_model *m, const int32_t *tokens, size_t n, const rt_opts *o, float *logits,
@@ -488,18 +533,14 @@ lq_status rt_forward(const rt_model *m, const int32_t *tokens, size_t n, const r
     return st;
 }
 
-lq_status rt_step(const rt_model *m, rt_cache *kv, const int32_t *tokens, size_t n, const rt_opts *o, float *logits,
-                  float *hidden, lq_error *err)
+/* One chunk of at most RT_STEP_CHUNK tokens: positions kv->len.. kv->len + n - 1; outputs at row
+ * offset off of a call of total rows ld. */
+static lq_status step_chunk(const rt_model *m, rt_cache *kv, const int32_t *tokens, size_t n, size_t off, size_t ld,
+                            const rt_opts *o, const rt_out *out, lq_error *err)
 {
-    if (!kv || kv->len + n > kv->cap)
-        return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, NULL, NULL, "RT_CACHE", "the cache holds %zu of %zu positions; %zu more do not fit",
-                       kv ? kv->len : 0, kv ? kv->cap : 0, n);
     size_t p0 = kv->len;
     const lq_mimo_config *c = &m->cfg;
     uint64_t H = c->hidden_size;
-    rt_opts dflt = {1, 0};
-    if (!o)
-        o = &dflt;
     float *h = malloc(n * H * sizeof(float)), *xn = malloc(n * H * sizeof(float)), *y = malloc(n * H * sizeof(float));
     lq_status st = h && xn && y ? LQ_OK : LQ_ERR_NO_MEMORY;
     if (st != LQ_OK) {
@@ -508,18 +549,19 @@ lq_status rt_step(const rt_model *m, rt_cache *kv, const int32_t *tokens, size_t
     }
     for (size_t t = 0; t < n && st == LQ_OK; t++) {
         if (tokens[t] < 0 || (uint32_t)tokens[t] >= c->vocab_size) {
-            st = lq_fail(err, LQ_ERR_INVALID_ARGUMENT, NULL, NULL, "RT_TOKEN", "token %d outside the vocabulary", tokens[t]);
+            st = lq_fail(err, LQ_ERR_INVALID_ARGUMENT, NULL, NULL, "RT_TOKEN", "token %d outside the vocabulary of %u",
+                         tokens[t], c->vocab_size);
             break;
         }
         st = rt_linear_rows(&m->embed, (uint64_t)tokens[t], (uint64_t)tokens[t] + 1, h + t * H);
     }
-    if (st == LQ_OK && hidden)
-        memcpy(hidden, h, n * H * sizeof(float));
+    if (st == LQ_OK && out->hidden)
+        memcpy(out->hidden + off * H, h, n * H * sizeof(float));
     for (uint32_t li = 0; li < c->num_hidden_layers && st == LQ_OK; li++) {
         const rt_layer *L = &m->L[li];
         for (size_t t = 0; t < n; t++)
             rmsnorm(h + t * H, L->in_norm, H, c->rms_norm_eps, xn + t * H);
-        if ((st = attention(m, L, kv->k[li], kv->v[li], p0, xn, n, o, y, err)) != LQ_OK)
+        if ((st = attention(m, L, kv->k[li], kv->v[li], kv->slots[li], p0, xn, n, o, y, err)) != LQ_OK)
             break;
         for (uint64_t i = 0; i < n * H; i++)
             h[i] += y[i];
@@ -530,20 +572,58 @@ lq_status rt_step(const rt_model *m, rt_cache *kv, const int32_t *tokens, size_t
             break;
         for (uint64_t i = 0; i < n * H; i++)
             h[i] += y[i];
-        if (hidden && li + 1 < c->num_hidden_layers)
-            memcpy(hidden + (uint64_t)(li + 1) * n * H, h, n * H * sizeof(float));
+        if (out->hidden && li + 1 < c->num_hidden_layers)
+            memcpy(out->hidden + ((uint64_t)(li + 1) * ld + off) * H, h, n * H * sizeof(float));
+        for (uint32_t ti = 0; ti < out->ntaps; ti++)
+            if (out->taps[ti] == li)
+                for (size_t t = 0; t < n; t++)
+                    memcpy(out->tap_out + ((off + t) * out->ntaps + ti) * H, h + t * H, H * sizeof(float));
     }
     if (st == LQ_OK) {
         for (size_t t = 0; t < n; t++)
             rmsnorm(h + t * H, m->final_norm, H, c->rms_norm_eps, xn + t * H);
-        if (hidden)
-            memcpy(hidden + (uint64_t)c->num_hidden_layers * n * H, xn, n * H * sizeof(float));
-        if (logits)
-            st = rt_linear_forward(&m->lm_head, xn, n, 0, c->vocab_size, logits, c->vocab_size, o->threads);
+        if (out->hidden)
+            memcpy(out->hidden + ((uint64_t)c->num_hidden_layers * ld + off) * H, xn, n * H * sizeof(float));
+        if (out->logits)
+            st = rt_linear_forward(&m->lm_head, xn, n, 0, c->vocab_size, out->logits + off * c->vocab_size,
+                                   c->vocab_size, o->threads);
     }
     if (st == LQ_OK)
         kv->len += n;
 done:
     free(h), free(xn), free(y);
     return st;
+}
+
+lq_status rt_step_ex(const rt_model *m, rt_cache *kv, const int32_t *tokens, size_t n, const rt_opts *o,
+                     const rt_out *out, lq_error *err)
+{
+    if (!kv || kv->len + n > kv->cap)
+        return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, NULL, NULL, "RT_CACHE",
+                       "the cache holds %zu of %zu positions; %zu more do not fit", kv ? kv->len : 0, kv ? kv->cap : 0, n);
+    for (uint32_t i = 0; i < out->ntaps; i++)
+        if (out->taps[i] >= m->cfg.num_hidden_layers || !out->tap_out)
+            return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, NULL, NULL, "RT_TAP", "tap layer %u outside the model's %u layers",
+                           out->taps[i], m->cfg.num_hidden_layers);
+    for (size_t t = 0; t < n; t++)
+        if (tokens[t] < 0 || (uint32_t)tokens[t] >= m->cfg.vocab_size)
+            return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, NULL, NULL, "RT_TOKEN", "token %d (input %zu) outside the vocabulary of %u",
+                           tokens[t], t, m->cfg.vocab_size);
+    rt_opts dflt = {1, 0};
+    if (!o)
+        o = &dflt;
+    size_t len0 = kv->len;
+    lq_status st = LQ_OK;
+    for (size_t off = 0; off < n && st == LQ_OK; off += RT_STEP_CHUNK)
+        st = step_chunk(m, kv, tokens + off, n - off < RT_STEP_CHUNK ? n - off : RT_STEP_CHUNK, off, n, o, out, err);
+    if (st != LQ_OK)
+        kv->len = len0; /* a failed step leaves the cache as it was (positions beyond len are never read) */
+    return st;
+}
+
+lq_status rt_step(const rt_model *m, rt_cache *kv, const int32_t *tokens, size_t n, const rt_opts *o, float *logits,
+                  float *hidden, lq_error *err)
+{
+    rt_out out = {logits, hidden, NULL, 0, NULL};
+    return rt_step_ex(m, kv, tokens, n, o, &out, err);
 }

@@ -1,9 +1,6 @@
 /* The MiMo forward pass on the CPU in fp32 (reference/mimo_arch.md section 3), the oracle the
  * CUDA backend is held to. Weights stay in their stored format (runtime/linear.h).
- *
- * This first version runs a whole sequence at once without a KV cache (teacher forcing: every
- * position attends to itself and the positions before it); prefill/decode with a cache reuse the
- * same per-layer code next. */
+ * Prefill, verify and decode are one code path (rt_step_ex). */
 #ifndef MIMO_RUNTIME_MODEL_H
 #define MIMO_RUNTIME_MODEL_H
 
@@ -26,18 +23,45 @@ lq_status rt_model_open(const char *dir, rt_model **out, lq_error *err);
 void rt_model_close(rt_model *m);
 const lq_mimo_config *rt_model_config(const rt_model *m);
 
-/* A KV cache: per layer the RoPE'd keys and the scaled values of every position so far (SWA
- * layers keep all positions too in this version; only the last `window` are read). */
+/* Tokens one internal forward processes at once (a longer step is split; results are bit-identical
+ * either way) and the most positions rt_cache_truncate may remove. */
+#define RT_STEP_CHUNK 64
+#define RT_MAX_ROLLBACK 64
+
+/* A KV cache: per layer the RoPE'd keys and the scaled values. Global layers keep every position
+ * up to max_tokens; SWA layers keep a ring of W + 1 + max(RT_STEP_CHUNK, RT_MAX_ROLLBACK) slots
+ * (position j in slot j mod ring), so their memory does not grow with the context. */
 typedef struct rt_cache rt_cache;
 lq_status rt_cache_new(const rt_model *m, size_t max_tokens, rt_cache **out, lq_error *err);
+/* no_ring: SWA layers keep every position too (a reference for testing the ring). */
+lq_status rt_cache_new_ex(const rt_model *m, size_t max_tokens, int no_ring, rt_cache **out, lq_error *err);
 void rt_cache_free(rt_cache *c);
 size_t rt_cache_len(const rt_cache *c);
-/* Forgets every position from len on (rollback after rejected draft tokens). */
-void rt_cache_truncate(rt_cache *c, size_t len);
+size_t rt_cache_cap(const rt_cache *c);
+size_t rt_cache_bytes(const rt_cache *c);
+/* Forgets every position from len on (rollback after rejected draft tokens). At most
+ * RT_MAX_ROLLBACK positions may be removed (the SWA rings hold no more); otherwise
+ * LQ_ERR_INVALID_ARGUMENT and the cache is unchanged. */
+lq_status rt_cache_truncate(rt_cache *c, size_t len);
+/* Copies src into dst (made by rt_cache_new for the same model and max_tokens). */
+lq_status rt_cache_copy(rt_cache *dst, const rt_cache *src);
+
+/* What a step writes besides the cache; any pointer may be NULL. */
+typedef struct rt_out {
+    float *logits;          /* [n, vocab] */
+    float *hidden;          /* [(layers + 1), n, hidden], as rt_forward */
+    const uint32_t *taps;   /* ntaps layer ids l: the residual stream after layer l (before the */
+    uint32_t ntaps;         /* final norm for the last layer), DFlash's target_layer_ids */
+    float *tap_out;         /* [n, ntaps * hidden], tap-major within a row (fc's input order) */
+} rt_out;
 
 /* Appends tokens[0..n) at positions len..len+n-1 of the cache (prefill, verify and decode are the
- * same call) and writes their logits ([n, vocab], may be NULL). One forward of n tokens and n
- * forwards of one token give bit-identical logits. */
+ * same call). One forward of n tokens and n forwards of one token give bit-identical outputs.
+ * Errors: RT_CACHE (no room), RT_TOKEN (an id outside the vocabulary; checked before anything
+ * runs), RT_TAP; on any error the cache length is unchanged. */
+lq_status rt_step_ex(const rt_model *m, rt_cache *c, const int32_t *tokens, size_t n, const rt_opts *o,
+                     const rt_out *out, lq_error *err);
+/* rt_step_ex with logits and hidden only. */
 lq_status rt_step(const rt_model *m, rt_cache *c, const int32_t *tokens, size_t n, const rt_opts *o, float *logits,
                   float *hidden, lq_error *err);
 
