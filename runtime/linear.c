@@ -122,6 +122,11 @@ lq_status rt_linear_forward(const rt_linear *l, const float *x, size_t n, uint64
         threads = 64;
     if ((uint64_t)threads > rows)
         threads = rows ? (int)rows : 1;
+    /* a thread is worth its start-up (tens of microseconds) only with enough work: at least
+     * 2^18 multiply-adds each; results do not depend on the split */
+    uint64_t work = rows * l->cols * (uint64_t)n;
+    while (threads > 1 && work / (uint64_t)threads < (1u << 18))
+        threads--;
     fwd_job jobs[64];
     pthread_t th[64];
     int running[64] = {0};

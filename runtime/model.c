@@ -6,6 +6,7 @@
  * top-k experts, whose unbiased scores, normalised, weight the experts' SwiGLU outputs; final
  * RMSNorm and an untied lm_head. Everything in fp32. */
 #include "model.h"
+#include "ops.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -35,6 +36,19 @@ struct rt_model {
 };
 
 const lq_mimo_config *rt_model_config(const rt_model *m) { return m ? &m->cfg : NULL; }
+const char *rt_model_dir(const rt_model *m) { return m ? lq_ckpt_dir(m->ck) : NULL; }
+
+lq_status rt_model_embed(const rt_model *m, int32_t token, float *out)
+{
+    if (token < 0 || (uint32_t)token >= m->cfg.vocab_size)
+        return LQ_ERR_INVALID_ARGUMENT;
+    return rt_linear_rows(&m->embed, (uint64_t)token, (uint64_t)token + 1, out);
+}
+
+lq_status rt_model_lm_head(const rt_model *m, const float *x, size_t n, int threads, float *logits)
+{
+    return rt_linear_forward(&m->lm_head, x, n, 0, m->cfg.vocab_size, logits, m->cfg.vocab_size, threads);
+}
 
 struct rt_cache {
     size_t cap, len;
@@ -256,33 +270,6 @@ fail:
 
 /* ---- pieces ---- */
 
-/* y = w * x / sqrt(mean(x^2) + eps), the mean taken in double. */
-static void rmsnorm(const float *x, const float *w, uint64_t n, double eps, float *y)
-{
-    double ss = 0;
-    for (uint64_t i = 0; i < n; i++)
-        ss += (double)x[i] * x[i];
-    float r = (float)(1.0 / sqrt(ss / (double)n + eps));
-    for (uint64_t i = 0; i < n; i++)
-        y[i] = w[i] * (x[i] * r);
-}
-
-/* Rotate-half RoPE on the first rd dims of a head of d dims at position pos: element i pairs with
- * i + rd/2 and both use frequency theta^(-2i/rd), computed in f32 as transformers does. */
-static void rope(float *x, uint32_t rd, double theta, uint64_t pos)
-{
-    uint32_t half = rd / 2;
-    for (uint32_t i = 0; i < half; i++) {
-        float inv = 1.0f / powf((float)theta, (float)(2 * i) / (float)rd);
-        float f = (float)pos * inv;
-        float c = cosf(f), s = sinf(f);
-        float a = x[i], b = x[i + half];
-        x[i] = a * c - b * s;
-        x[i + half] = b * c + a * s;
-    }
-}
-
-static float silu(float x) { return x / (1.0f + expf(-x)); }
 
 static lq_status attention(const rt_model *m, const rt_layer *L, float *kc, float *vc, size_t slots, size_t p0,
                            const float *xn, size_t n, const rt_opts *o, float *out, lq_error *err)
@@ -328,9 +315,9 @@ static lq_status attention(const rt_model *m, const rt_layer *L, float *kc, floa
     float vscale = (float)m->cfg.attention_value_scale;
     for (size_t t = 0; t < n; t++) {
         for (uint32_t h = 0; h < L->nq; h++)
-            rope(q + t * qr + (uint64_t)h * L->dqk, L->rope_dim, L->theta, p0 + t);
+            rt_rope(q + t * qr + (uint64_t)h * L->dqk, L->rope_dim, L->theta, p0 + t);
         for (uint32_t h = 0; h < L->nkv; h++)
-            rope(k + t * kr + (uint64_t)h * L->dqk, L->rope_dim, L->theta, p0 + t);
+            rt_rope(k + t * kr + (uint64_t)h * L->dqk, L->rope_dim, L->theta, p0 + t);
         for (uint64_t i = 0; i < vr; i++)
             v[t * vr + i] *= vscale;
     }
@@ -380,24 +367,6 @@ static lq_status attention(const rt_model *m, const rt_layer *L, float *kc, floa
     st = rt_linear_forward(&L->o, ctx, n, 0, m->cfg.hidden_size, out, m->cfg.hidden_size, o->threads);
 done:
     free(q), free(k), free(v), free(ctx), free(scores);
-    return st;
-}
-
-static lq_status swiglu(const rt_linear *g, const rt_linear *u, const rt_linear *d, const float *x, size_t n, int threads,
-                        float *out)
-{
-    uint64_t I = g->rows, H = d->rows;
-    float *a = malloc(n * I * sizeof(float)), *b = malloc(n * I * sizeof(float));
-    lq_status st = a && b ? LQ_OK : LQ_ERR_NO_MEMORY;
-    if (st == LQ_OK)
-        st = rt_linear_forward(g, x, n, 0, I, a, I, threads);
-    if (st == LQ_OK)
-        st = rt_linear_forward(u, x, n, 0, I, b, I, threads);
-    for (size_t i = 0; st == LQ_OK && i < n * I; i++)
-        a[i] = silu(a[i]) * b[i];
-    if (st == LQ_OK)
-        st = rt_linear_forward(d, a, n, 0, H, out, H, threads);
-    free(a), free(b);
     return st;
 }
 
@@ -460,7 +429,7 @@ static lq_status moe(const rt_model *m, const rt_layer *L, const float *xn, size
                 }
         if (!cnt)
             continue;
-        st = swiglu(&L->eg[e], &L->eu[e], &L->ed[e], xe, cnt, o->threads, ye);
+        st = rt_swiglu(&L->eg[e], &L->eu[e], &L->ed[e], xe, cnt, o->threads, ye);
         for (size_t i = 0; st == LQ_OK && i < cnt; i++) {
             size_t t = tok[i] / K;
             float w = wsel[tok[i]];
@@ -560,14 +529,14 @@ static lq_status step_chunk(const rt_model *m, rt_cache *kv, const int32_t *toke
     for (uint32_t li = 0; li < c->num_hidden_layers && st == LQ_OK; li++) {
         const rt_layer *L = &m->L[li];
         for (size_t t = 0; t < n; t++)
-            rmsnorm(h + t * H, L->in_norm, H, c->rms_norm_eps, xn + t * H);
+            rt_rmsnorm(h + t * H, L->in_norm, H, c->rms_norm_eps, xn + t * H);
         if ((st = attention(m, L, kv->k[li], kv->v[li], kv->slots[li], p0, xn, n, o, y, err)) != LQ_OK)
             break;
         for (uint64_t i = 0; i < n * H; i++)
             h[i] += y[i];
         for (size_t t = 0; t < n; t++)
-            rmsnorm(h + t * H, L->post_norm, H, c->rms_norm_eps, xn + t * H);
-        st = L->moe ? moe(m, L, xn, n, o, y, err) : swiglu(&L->gate, &L->up, &L->down, xn, n, o->threads, y);
+            rt_rmsnorm(h + t * H, L->post_norm, H, c->rms_norm_eps, xn + t * H);
+        st = L->moe ? moe(m, L, xn, n, o, y, err) : rt_swiglu(&L->gate, &L->up, &L->down, xn, n, o->threads, y);
         if (st != LQ_OK)
             break;
         for (uint64_t i = 0; i < n * H; i++)
@@ -581,7 +550,7 @@ static lq_status step_chunk(const rt_model *m, rt_cache *kv, const int32_t *toke
     }
     if (st == LQ_OK) {
         for (size_t t = 0; t < n; t++)
-            rmsnorm(h + t * H, m->final_norm, H, c->rms_norm_eps, xn + t * H);
+            rt_rmsnorm(h + t * H, m->final_norm, H, c->rms_norm_eps, xn + t * H);
         if (out->hidden)
             memcpy(out->hidden + ((uint64_t)c->num_hidden_layers * ld + off) * H, xn, n * H * sizeof(float));
         if (out->logits)

@@ -22,6 +22,11 @@ typedef struct rt_opts {
 lq_status rt_model_open(const char *dir, rt_model **out, lq_error *err);
 void rt_model_close(rt_model *m);
 const lq_mimo_config *rt_model_config(const rt_model *m);
+const char *rt_model_dir(const rt_model *m);
+/* The target's embedding row of token (f32, hidden floats) and its lm_head on n rows (a DFlash
+ * drafter borrows both). */
+lq_status rt_model_embed(const rt_model *m, int32_t token, float *out);
+lq_status rt_model_lm_head(const rt_model *m, const float *x, size_t n, int threads, float *logits);
 
 /* Tokens one internal forward processes at once (a longer step is split; results are bit-identical
  * either way) and the most positions rt_cache_truncate may remove. */

@@ -1,6 +1,9 @@
-/* The CPU forward against transformers' MiMoV2FlashForCausalLM (fixtures/golden/tiny-bf16, made by
- * tools/oracle/golden_tiny.py on the GPU host in float32).
- * usage: test_golden MKFIXTURE GOLDEN_DIR
+/* The CPU forward against transformers' MiMoV2FlashForCausalLM in float32: fixtures/golden/tiny-bf16
+ * (tools/oracle/golden_tiny.py), tiny-fp8 and tiny-mxfp4 (tools/oracle/golden_quant.py, which
+ * dequantizes the FP8 fixture and its MXFP4 artifact with its own decoders, written from the format
+ * specs, and runs transformers on the result).
+ * usage: test_golden MKFIXTURE GOLDEN_DIR [bf16 | fp8 | mxfp4 QUANTIZE]
+ * The runtime reads the FP8 / MXFP4 weights in their stored format (decoded row by row).
  * Teacher-forced logits at every one of the 48 positions (longer than the SWA window of 16):
  * relative L2 error <= 1e-4 per position (fp32 against fp32; the two sum in different orders, so
  * about 1e-6 is expected, and 1e-4 leaves room for libm differences in exp/cos); every hidden
@@ -48,15 +51,26 @@ static double rel(const float *a, const float *b, size_t n)
 
 int main(int argc, char **argv)
 {
-    if (argc < 3) {
-        fprintf(stderr, "usage: test_golden MKFIXTURE GOLDEN_DIR\n");
+    const char *variant = argc > 3 ? argv[3] : "bf16";
+    int mx = strcmp(variant, "mxfp4") == 0;
+    if (argc < 3 || (mx && argc < 5) || (!mx && strcmp(variant, "bf16") && strcmp(variant, "fp8"))) {
+        fprintf(stderr, "usage: test_golden MKFIXTURE GOLDEN_DIR [bf16 | fp8 | mxfp4 QUANTIZE]\n");
         return 2;
     }
-    char root[] = "/tmp/mimo-golden-XXXXXX", cmd[2048], src[600];
+    char root[] = "/tmp/mimo-golden-XXXXXX", cmd[2048], src[800];
     CHECK(mkdtemp(root) != NULL);
     snprintf(src, sizeof(src), "%s/b", root);
-    snprintf(cmd, sizeof(cmd), "'%s' --preset tiny --variant bf16 --no-drafter --out '%s' -q > /dev/null", argv[1], src);
+    snprintf(cmd, sizeof(cmd), "'%s' --preset tiny --variant %s --no-drafter --out '%s' -q > /dev/null", argv[1],
+             mx ? "fp8" : variant, src);
     CHECK(system(cmd) == 0);
+    if (mx) {
+        char art[700];
+        snprintf(art, sizeof(art), "%s/mx", root);
+        snprintf(cmd, sizeof(cmd), "'%s' '%s' '%s' -q > /dev/null", argv[4], src, art);
+        CHECK(system(cmd) == 0);
+        snprintf(src, sizeof(src), "%s", art);
+    }
+    fprintf(stderr, "variant %s\n", variant);
     size_t lp, ll, lh, lg;
     int32_t *prompt = load_zst(argv[2], "prompt.i32.zst", &lp), *greedy = load_zst(argv[2], "greedy.i32.zst", &lg);
     float *glog = load_zst(argv[2], "logits.f32.zst", &ll), *ghid = load_zst(argv[2], "hidden.f32.zst", &lh);
