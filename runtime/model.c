@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct rt_layer {
     int swa, moe;
@@ -36,6 +37,19 @@ struct rt_model {
 };
 
 const lq_mimo_config *rt_model_config(const rt_model *m) { return m ? &m->cfg : NULL; }
+const char *rt_prof_name(int i)
+{
+    static const char *n[RT_PROF_N] = {"attention", "routed experts", "dense mlp", "lm_head", "other"};
+    return i >= 0 && i < RT_PROF_N ? n[i] : "?";
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 const char *rt_model_dir(const rt_model *m) { return m ? lq_ckpt_dir(m->ck) : NULL; }
 
 lq_status rt_model_embed(const rt_model *m, int32_t token, float *out)
@@ -510,6 +524,7 @@ static lq_status step_chunk(const rt_model *m, rt_cache *kv, const int32_t *toke
     size_t p0 = kv->len;
     const lq_mimo_config *c = &m->cfg;
     uint64_t H = c->hidden_size;
+    double t_all = now_s(), t0, spent = 0;
     float *h = malloc(n * H * sizeof(float)), *xn = malloc(n * H * sizeof(float)), *y = malloc(n * H * sizeof(float));
     lq_status st = h && xn && y ? LQ_OK : LQ_ERR_NO_MEMORY;
     if (st != LQ_OK) {
@@ -530,13 +545,20 @@ static lq_status step_chunk(const rt_model *m, rt_cache *kv, const int32_t *toke
         const rt_layer *L = &m->L[li];
         for (size_t t = 0; t < n; t++)
             rt_rmsnorm(h + t * H, L->in_norm, H, c->rms_norm_eps, xn + t * H);
-        if ((st = attention(m, L, kv->k[li], kv->v[li], kv->slots[li], p0, xn, n, o, y, err)) != LQ_OK)
+        t0 = now_s();
+        st = attention(m, L, kv->k[li], kv->v[li], kv->slots[li], p0, xn, n, o, y, err);
+        if (o->prof)
+            o->prof->s[RT_PROF_ATTN] += now_s() - t0, spent += now_s() - t0;
+        if (st != LQ_OK)
             break;
         for (uint64_t i = 0; i < n * H; i++)
             h[i] += y[i];
         for (size_t t = 0; t < n; t++)
             rt_rmsnorm(h + t * H, L->post_norm, H, c->rms_norm_eps, xn + t * H);
+        t0 = now_s();
         st = L->moe ? moe(m, L, xn, n, o, y, err) : rt_swiglu(&L->gate, &L->up, &L->down, xn, n, o->threads, y);
+        if (o->prof)
+            o->prof->s[L->moe ? RT_PROF_MOE : RT_PROF_DENSE] += now_s() - t0, spent += now_s() - t0;
         if (st != LQ_OK)
             break;
         for (uint64_t i = 0; i < n * H; i++)
@@ -553,10 +575,15 @@ static lq_status step_chunk(const rt_model *m, rt_cache *kv, const int32_t *toke
             rt_rmsnorm(h + t * H, m->final_norm, H, c->rms_norm_eps, xn + t * H);
         if (out->hidden)
             memcpy(out->hidden + ((uint64_t)c->num_hidden_layers * ld + off) * H, xn, n * H * sizeof(float));
+        t0 = now_s();
         if (out->logits)
             st = rt_linear_forward(&m->lm_head, xn, n, 0, c->vocab_size, out->logits + off * c->vocab_size,
                                    c->vocab_size, o->threads);
+        if (o->prof)
+            o->prof->s[RT_PROF_HEAD] += now_s() - t0, spent += now_s() - t0;
     }
+    if (o->prof)
+        o->prof->s[RT_PROF_OTHER] += now_s() - t_all - spent;
     if (st == LQ_OK)
         kv->len += n;
 done:
@@ -578,7 +605,7 @@ lq_status rt_step_ex(const rt_model *m, rt_cache *kv, const int32_t *tokens, siz
         if (tokens[t] < 0 || (uint32_t)tokens[t] >= m->cfg.vocab_size)
             return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, NULL, NULL, "RT_TOKEN", "token %d (input %zu) outside the vocabulary of %u",
                            tokens[t], t, m->cfg.vocab_size);
-    rt_opts dflt = {1, 0};
+    rt_opts dflt = {1, 0, NULL};
     if (!o)
         o = &dflt;
     size_t len0 = kv->len;

@@ -12,9 +12,18 @@
 
 typedef struct rt_model rt_model;
 
+/* Wall time per component of the target forward, accumulated over steps (rt_opts.prof). */
+enum { RT_PROF_ATTN, RT_PROF_MOE, RT_PROF_DENSE, RT_PROF_HEAD, RT_PROF_OTHER, RT_PROF_N };
+typedef struct rt_prof {
+    double s[RT_PROF_N]; /* attention (q/k/v/o projections, RoPE, softmax), routed experts (router
+                            included), dense MLP, lm_head, the rest (embedding, norms, residuals) */
+} rt_prof;
+const char *rt_prof_name(int i);
+
 typedef struct rt_opts {
     int threads;            /* >= 1 */
     int window_inclusive;   /* 0 (default, HF): key j visible from i when i - j < W; 1: i - j <= W (SGLang) */
+    rt_prof *prof;          /* NULL, or where component times accumulate */
 } rt_opts;
 
 /* Opens the checkpoint directory (config.json in either dialect, any weight format) and binds every

@@ -36,7 +36,7 @@ int main(int argc, char **argv)
     }
     float *ref = malloc(N * V * sizeof(float)), *lg = malloc(N * V * sizeof(float));
     for (int incl = 0; incl < 2; incl++) {
-        rt_opts o = {2, incl};
+        rt_opts o = {.threads = 2, .window_inclusive = incl};
         rt_cache *full = NULL, *ring = NULL;
         CHECK(rt_cache_new_ex(m, N, 1, &full, &err) == LQ_OK);
         CHECK(rt_step(m, full, seq, N, &o, ref, NULL, &err) == LQ_OK);

@@ -126,7 +126,7 @@ int main(int argc, char **argv)
     CHECK_EQ_U64(ltaps, N * NT * H * 4);
     CHECK_EQ_U64(lctx, N * dc->hidden_size * 4);
     CHECK_EQ_U64(llog, 5 * 7 * V * 4);
-    rt_opts o = {2, 0};
+    rt_opts o = {.threads = 2};
     /* taps and context features */
     float *taps = malloc(N * NT * H * sizeof(float)), *ctx = malloc(N * dc->hidden_size * sizeof(float));
     rt_cache *kv = NULL;

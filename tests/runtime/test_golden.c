@@ -88,7 +88,7 @@ int main(int argc, char **argv)
     CHECK_EQ_U64(ll, n * V * 4);
     CHECK_EQ_U64(lh, (NL + 1) * n * H * 4);
     float *logits = malloc(n * V * sizeof(float)), *hidden = malloc((NL + 1) * n * H * sizeof(float));
-    rt_opts o = {2, 0};
+    rt_opts o = {.threads = 2};
     CHECK(rt_forward(m, prompt, n, &o, logits, hidden, &err) == LQ_OK);
     double worst = 0;
     for (size_t t = 0; t < n; t++) {
