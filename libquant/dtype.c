@@ -256,10 +256,10 @@ lq_status lq_to_f32(lq_dtype dt, const void *src, size_t n, float *dst)
         memmove(dst, src, n * sizeof(float));
         return LQ_OK;
     case LQ_DTYPE_BF16:
+        /* the bits shifted up, in a loop the compiler vectorizes (little-endian) */
         for (size_t i = 0; i < n; i++) {
-            uint16_t h;
-            memcpy(&h, s + 2 * i, 2);
-            dst[i] = lq_bf16_to_f32(h);
+            uint32_t u = (uint32_t)s[2 * i] << 16 | (uint32_t)s[2 * i + 1] << 24;
+            memcpy(&dst[i], &u, 4);
         }
         return LQ_OK;
     case LQ_DTYPE_F16:

@@ -8,6 +8,7 @@
 #include "fp8block.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #define FP8_MAX_SHARDS 4096
@@ -107,6 +108,20 @@ static float scale_value(lq_dtype sdt, const void *scale, uint64_t idx)
     }
 }
 
+static float g_lut[2][256];
+static uint8_t g_bad[2][256];
+static pthread_once_t g_lut_once = PTHREAD_ONCE_INIT;
+
+static void build_luts(void)
+{
+    for (int b = 0; b < 256; b++) {
+        g_lut[0][b] = lq_e4m3_to_f32((uint8_t)b);
+        g_lut[1][b] = lq_e5m2_to_f32((uint8_t)b);
+        g_bad[0][b] = !isfinite(g_lut[0][b]);
+        g_bad[1][b] = !isfinite(g_lut[1][b]);
+    }
+}
+
 lq_status lq_fp8_block_dequant(const lq_fp8_grid *g, lq_dtype wdt, const uint8_t *w,
                                lq_dtype sdt, const void *scale, uint64_t r0, uint64_t r1,
                                float *out, const char *tensor, lq_error *err)
@@ -129,13 +144,11 @@ lq_status lq_fp8_block_dequant(const lq_fp8_grid *g, lq_dtype wdt, const uint8_t
     if (!w || !scale || !out)
         return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, NULL, tensor, NULL, "null buffer");
 
-    /* Exact decode table, plus which bytes are not finite (NaN, and inf for E5M2). */
-    float lut[256];
-    uint8_t bad[256];
-    for (int b = 0; b < 256; b++) {
-        lut[b] = wdt == LQ_DTYPE_F8_E4M3 ? lq_e4m3_to_f32((uint8_t)b) : lq_e5m2_to_f32((uint8_t)b);
-        bad[b] = !isfinite(lut[b]);
-    }
+    /* Exact decode tables, plus which bytes are not finite (NaN, and inf for E5M2), built once. */
+    pthread_once(&g_lut_once, build_luts);
+    const int e5 = wdt == LQ_DTYPE_F8_E5M2;
+    const float *lut = g_lut[e5];
+    const uint8_t *bad = g_bad[e5];
     uint64_t cols = g->cols;
     for (uint64_t r = r0; r < r1; r++) {
         uint64_t sr = lq_fp8_grid_scale_row(g, r);
@@ -151,10 +164,12 @@ lq_status lq_fp8_block_dequant(const lq_fp8_grid *g, lq_dtype wdt, const uint8_t
                                "scale element %llu (row %llu, column block %llu) is %g",
                                (unsigned long long)si, (unsigned long long)sr,
                                (unsigned long long)cb, (double)sc);
+            /* non-finite codes: E4M3 S.1111.111 (NaN); E5M2 exponent 11111 (inf, NaN) */
+            const unsigned nm = e5 ? 0x7Cu : 0x7Fu;
             unsigned any_bad = 0;
             for (uint64_t c = c0; c < c1; c++) {
                 orow[c] = lut[wr[c]] * sc;
-                any_bad |= bad[wr[c]];
+                any_bad |= (wr[c] & nm) == nm;
             }
             if (any_bad) {
                 uint64_t c = c0;
