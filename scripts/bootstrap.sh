@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs what mimo-quant needs to build and test, and nothing that is already there.
 # Idempotent: a second run installs nothing and takes about a second.
-#   system packages (apt-get): compiler, ninja, cJSON, OpenSSL libcrypto, zstd, python3-venv
+#   system packages (apt-get): compiler, ninja, cJSON, OpenSSL libcrypto, zstd, PCRE2, python3-venv
 #   .venv (PyPI): meson, and the peers' libraries the interop tests check our output with
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 
-pkgs=(build-essential pkg-config ninja-build libcjson-dev libssl-dev libzstd-dev python3 python3-venv)
+pkgs=(build-essential pkg-config ninja-build libcjson-dev libssl-dev libzstd-dev libpcre2-dev python3 python3-venv)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -19,7 +19,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Pinned so a release gate measures the same peers every time.
-req="meson==1.12.1 numpy==2.4.6 safetensors==0.8.0 ml_dtypes==0.6.0"
+req="meson==1.12.1 numpy==2.4.6 safetensors==0.8.0 ml_dtypes==0.6.0 tokenizers==0.23.3"
 venv="$top/.venv"
 stamp="$venv/.mimo-req"
 if [ ! -x "$venv/bin/python3" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$req" ]; then

@@ -8,6 +8,8 @@
  *                   embeddings, lm_head, norms and sinks BF16, router F32.
  * Both variants hold the same logical weights (fixture.h). The tiny preset also gets a DFlash
  * drafter in dflash/ (config.json, dflash_draft_model.safetensors, index, mask_embedding.pt).
+ * --tokenizer FILE copies a tokenizer.json in beside them (fixtures/tokenizer/ holds one made for
+ * the tiny preset's vocabulary).
  *
  * Everything is streamed through the library's safetensors writer a row block at a time, so
  * the medium preset (~12 GB BF16) needs a few tens of MB of RAM. FP8 tensors take two passes:
@@ -655,6 +657,50 @@ static void write_drafter_config(const char *dir, const fx_geometry *g)
     write_json(dir, "config.json", c);
 }
 
+/* Opens the --tokenizer file up front, so a missing or unreadable one stops the run before
+ * anything is written. */
+static FILE *open_tokenizer(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    struct stat st;
+    if (!f || fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fprintf(stderr, "mimo-mkfixture: --tokenizer %s: %s\n", path,
+                f ? "not a regular file" : strerror(errno));
+        if (f)
+            fclose(f);
+        return NULL;
+    }
+    return f;
+}
+
+/* Copies the tokenizer file byte for byte into DIR/tokenizer.json through the atomic writer. */
+static void copy_tokenizer(FILE *src, const char *src_path, const char *dir)
+{
+    char path[4200];
+    fmt(path, sizeof(path), "%s/tokenizer.json", dir);
+    lq_outfile *f = NULL;
+    lq_error err;
+    if (lq_outfile_open(path, &f, &err) != LQ_OK)
+        fail_lq(&err);
+    static char buf[1 << 16];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), src)) > 0)
+        if (lq_outfile_write(f, buf, n, &err) != LQ_OK)
+            fail_lq(&err);
+    if (ferror(src)) {
+        int e = errno;
+        lq_outfile_abort(f);
+        fprintf(stderr, "mimo-mkfixture: --tokenizer %s: read error: %s\n", src_path, strerror(e));
+        exit(3);
+    }
+    uint64_t size = 0;
+    if (lq_outfile_commit(f, NULL, &size, &err) != LQ_OK)
+        fail_lq(&err);
+    fclose(src);
+    if (!quiet)
+        fprintf(stderr, "mimo-mkfixture: %s (%" PRIu64 " bytes, from %s)\n", path, size, src_path);
+}
+
 /* ---- main ---- */
 
 static void usage(FILE *f)
@@ -674,6 +720,8 @@ static void usage(FILE *f)
         "                      medium 5000000000)\n"
         "  --threads N         generator threads, 1..64 (default 1); output does not depend on it\n"
         "  --no-drafter        do not write dflash/ (tiny only; medium never has one)\n"
+        "  --tokenizer FILE    copy FILE into DIR as tokenizer.json, byte for byte (default: none;\n"
+        "                      fixtures/tokenizer/tokenizer.json fits the tiny preset's 4096 ids)\n"
         "  -q, --quiet         no per-file lines on stderr\n"
         "  -h, --help          this text\n"
         "Exit status: 0 written, 2 usage error, 3 I/O error.\n");
@@ -715,7 +763,7 @@ static int prepare_dir(const char *dir)
 
 int main(int argc, char **argv)
 {
-    const char *preset = NULL, *variant = NULL, *out = NULL;
+    const char *preset = NULL, *variant = NULL, *out = NULL, *tokenizer = NULL;
     uint64_t seed = 1, max_shard = 0;
     int drafter = 1;
     for (int i = 1; i < argc; i++) {
@@ -753,6 +801,9 @@ int main(int argc, char **argv)
             }
             gen_threads = (int)n;
             i++;
+        } else if (!strcmp(a, "--tokenizer") && v) {
+            tokenizer = v;
+            i++;
         } else if (!strcmp(a, "--no-drafter")) {
             drafter = 0;
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
@@ -779,8 +830,14 @@ int main(int argc, char **argv)
     int fp8 = !strcmp(variant, "fp8");
     if (!max_shard)
         max_shard = g.shard_bytes;
-    if (prepare_dir(out))
+    FILE *tok_src = NULL;
+    if (tokenizer && !(tok_src = open_tokenizer(tokenizer)))
         return 3;
+    if (prepare_dir(out)) {
+        if (tok_src)
+            fclose(tok_src);
+        return 3;
+    }
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
 
@@ -825,6 +882,8 @@ int main(int argc, char **argv)
         free(row);
         free(bf);
     }
+    if (tok_src)
+        copy_tokenizer(tok_src, tokenizer, out);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
     printf("%s: %s %s, %zu backbone tensors, %zu drafter tensors, %" PRIu64 " bytes, %.2f s\n",
