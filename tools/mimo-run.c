@@ -219,7 +219,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "-q"))
             quiet = 1, used = 0;
         else if (a[0] == '-' && a[1] == '-' && !v) {
-            fprintf(stderr, "mimo-run: %s needs a value (or is unknown)\n", a);
+            fprintf(stderr, "mimo-run: %s: unknown option, or its value is missing\n", a);
             return 2;
         } else if (!strcmp(a, "--prompt"))
             prompt = v;
