@@ -60,10 +60,13 @@ def main():
         shutil.copytree(src, tr)
         cfg.save_pretrained(tr)  # overwrites config.json in the port's dialect; weights keep hub names
         torch.manual_seed(0)
-        model = MiMoV2FlashForCausalLM.from_pretrained(tr, torch_dtype=torch.float32)
+        model, info = MiMoV2FlashForCausalLM.from_pretrained(tr, torch_dtype=torch.float32, output_loading_info=True)
         model.eval()
-        # Every weight must have been loaded from the file (none left at init values).
-        missing = getattr(model, "_mimo_missing", None)
+        # Every weight must come from the file (none left at init values) and every tensor of the
+        # file must be used.
+        bad = {k: v for k, v in info.items() if v and k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+        if bad:
+            sys.exit("golden_tiny: weights not loaded as they are: %s" % bad)
         rng = np.random.default_rng(20261124)
         prompt = rng.integers(0, hub["vocab_size"] - 8, size=48).astype(np.int32)
         ids = torch.tensor(prompt[None, :].astype(np.int64))
