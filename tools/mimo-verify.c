@@ -1,11 +1,12 @@
 /* mimo-verify: the release gate for mimo-quantize artifacts.
  *
- *   mimo-verify ARTIFACT [--pubkey KEY.pem] [--only C,..] [--skip C,..] [--threads N]
- *               [--report FILE.json] [--junit FILE.xml] [-q]
+ *   mimo-verify ARTIFACT [--source SRC] [--policy FILE.json] [--pubkey KEY.pem] [--only C,..]
+ *               [--skip C,..] [--threads N] [--report FILE.json] [--junit FILE.xml]
+ *               [--html FILE.html] [-q]
  *
  * Checks run in order; each prints one line (PASS / FAIL / SKIP with what it measured), then the
  * verdict. Exit: 0 every check passed, 1 a check failed, 2 usage, 3 the artifact cannot be read.
- * Checks available now:
+ * Checks, in order:
  *   manifest   mimo-manifest.json parses and has the expected schema
  *   integrity  every listed file exists with its size and SHA-256 (files hashed in parallel);
  *              files in the artifact that the manifest does not list are reported
@@ -13,8 +14,14 @@
  *   container  the checkpoint opens under every safetensors and index rule (libquant/checkpoint.h):
  *              index <-> shards both ways, offsets, dtypes, shapes, total_size
  *   tensors    the manifest's tensor list equals the shards' (names, dtypes, shapes, files)
- * The loader-contract inventory, accuracy against the source, HTML output and policy files are
- * the next steps of this tool (docs/cli.md says which). */
+ *   inventory  the loader contract (libquant/inventory.h)
+ *   drafter    dflash/ against the target (libquant/drafter.h)
+ *   accuracy   with --source: every MXFP4 tensor against its source tensor
+ *   model      with --source and a policy "model" section: artifact and source run end to end
+ *              through the CPU runtime (runtime/model.h): top-1 agreement and KL of teacher-forced
+ *              logits on the policy's prompts, perplexity of both on a token sequence, per-layer
+ *              hidden-state cosine
+ * docs/cli.md describes every check, the policy keys and the report fields. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -27,10 +34,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <dirent.h>
+#include <stddef.h>
+#include <time.h>
 
 #include <openssl/evp.h>
 
 #include "libquant/libquant.h"
+#include "runtime/model.h"
 
 typedef struct check {
     const char *name;
@@ -41,7 +51,7 @@ typedef struct check {
 static check checks[] = {
     {"manifest", 0, 0, ""}, {"integrity", 0, 0, ""}, {"signature", 0, 0, ""},
     {"container", 0, 0, ""}, {"tensors", 0, 0, ""}, {"inventory", 0, 0, ""},
-    {"drafter", 0, 0, ""}, {"accuracy", 0, 0, ""},
+    {"drafter", 0, 0, ""}, {"accuracy", 0, 0, ""}, {"model", 0, 0, ""},
 };
 #define NCHECKS (sizeof(checks) / sizeof(checks[0]))
 
@@ -52,17 +62,23 @@ static void usage(FILE *f)
     fprintf(f,
         "usage: mimo-verify ARTIFACT [options]\n"
         "Checks a mimo-quantize artifact: manifest, integrity (sizes and SHA-256), signature,\n"
-        "container rules, tensor list. One line per check, then the verdict.\n"
+        "container rules, tensor list, loader inventory, drafter; with --source also per-tensor\n"
+        "accuracy and the end-to-end model check. One line per check, then the verdict.\n"
         "  --pubkey KEY.pem    verify mimo-manifest.json.sig with this Ed25519 public key\n"
         "  --only C[,C...]     run only these checks (manifest, integrity, signature, container,\n"
-        "                      tensors, inventory, drafter, accuracy)\n"
+        "                      tensors, inventory, drafter, accuracy, model)\n"
         "  --source SRC        the checkpoint the artifact was made from: every MXFP4 tensor is\n"
-        "                      decoded and compared with its source tensor (accuracy check)\n"
-        "  --policy FILE.json  required checks and thresholds (default: the built-in policy, the same\n"
-        "                      as policy/default.json in the source tree)\n"
-        "  --html FILE.html    a self-contained page with the checks and a per-layer SQNR chart\n"
+        "                      decoded and compared with its source tensor (accuracy check), and\n"
+        "                      when the policy has a \"model\" section both models run through the\n"
+        "                      CPU runtime: top-1 agreement, KL, perplexity, hidden-state cosine\n"
+        "                      (model check)\n"
+        "  --policy FILE.json  required checks, thresholds and model-check settings (default: the\n"
+        "                      built-in policy, the same as policy/default.json in the source tree)\n"
+        "  --html FILE.html    a self-contained page with the checks and a per-layer chart (MXFP4\n"
+        "                      SQNR bars; hidden-state cosine line when the model check ran)\n"
         "  --skip C[,C...]     skip these checks\n"
-        "  --threads N         hashing threads, 1..256 (default: all online cores)\n"
+        "  --threads N         hashing, accuracy and runtime threads, 1..256 (default: all online\n"
+        "                      cores)\n"
         "  --report FILE.json  write every check with its result as JSON (schema_version 1)\n"
         "  --junit FILE.xml    write the checks as a JUnit test suite\n"
         "  -q, --quiet         only the verdict line\n"
@@ -488,23 +504,195 @@ static void check_drafter(const char *dir, const lq_mimo_config *mc)
 
 /* ---- policy ---- */
 
-/* Built-in policy; policy/default.json in the source tree holds the same values. */
+/* Built-in policy; policy/default.json in the source tree holds the same values (a test compares
+ * the policy each one puts in force). The thresholds of the model check and the reasoning behind
+ * them are in docs/cli.md (mimo-verify, "model check"). */
 static const char *const default_policy =
     "{\"schema_version\": 1,"
     " \"required\": [\"manifest\", \"integrity\", \"container\", \"tensors\", \"inventory\"],"
     " \"thresholds\": {\"min_sqnr_db\": 17.0, \"min_cosine\": 0.99, \"max_clip_frac\": 0.05,"
-    " \"min_layer_sqnr_db\": 17.5}}";
+    " \"min_layer_sqnr_db\": 17.5, \"min_top1_agreement\": 0.9, \"max_mean_kl\": 1e-05, \"max_kl\": 2.5e-05,"
+    " \"max_ppl_ratio\": 1.005, \"min_layer_hidden_cosine\": 0.9999},"
+    " \"model\": {\"prompts\": 4, \"prompt_length\": 32, \"seed\": 1, \"continuation_length\": 32,"
+    " \"sample_seed\": 1}}";
+
+/* Limits of the "model" section (documented in docs/cli.md). */
+#define MODEL_MAX_PROMPTS 256
+#define MODEL_MAX_LEN 4096
+
+/* The "model" section: which prompts the model check runs and how it draws the perplexity
+ * sequence. Without the section the check does not run. */
+typedef struct model_policy {
+    int enabled;
+    uint64_t prompts, prompt_length, seed;  /* prompts drawn from seed (when ids is NULL) */
+    int32_t *ids;                           /* explicit "prompt_ids", concatenated; owned */
+    size_t *starts;                         /* [prompts + 1] offsets into ids; owned */
+    uint64_t continuation_length, sample_seed;
+} model_policy;
 
 typedef struct policy {
     int required[16];
     double min_sqnr_db, min_cosine, max_clip_frac, min_layer_sqnr_db;
+    double min_top1_agreement, max_mean_kl, max_kl, max_ppl_ratio, min_layer_hidden_cosine;
+    model_policy model;
 } policy;
+
+/* Every threshold the policy may hold, with the range a value must lie in. */
+static const struct {
+    const char *key;
+    size_t off;
+    double lo, hi;
+} threshold_keys[] = {
+    {"min_sqnr_db", offsetof(policy, min_sqnr_db), -1000, 1000},
+    {"min_cosine", offsetof(policy, min_cosine), -1, 1},
+    {"max_clip_frac", offsetof(policy, max_clip_frac), 0, 1},
+    {"min_layer_sqnr_db", offsetof(policy, min_layer_sqnr_db), -1000, 1000},
+    {"min_top1_agreement", offsetof(policy, min_top1_agreement), 0, 1},
+    {"max_mean_kl", offsetof(policy, max_mean_kl), 0, 1e6},
+    {"max_kl", offsetof(policy, max_kl), 0, 1e6},
+    {"max_ppl_ratio", offsetof(policy, max_ppl_ratio), 0, 1e6},
+    {"min_layer_hidden_cosine", offsetof(policy, min_layer_hidden_cosine), -1, 1},
+};
+#define NTHRESHOLDS (sizeof(threshold_keys) / sizeof(threshold_keys[0]))
+
+static double *threshold_ptr(policy *p, size_t k) { return (double *)((char *)p + threshold_keys[k].off); }
+static double threshold_val(const policy *p, size_t k)
+{
+    return *(const double *)((const char *)p + threshold_keys[k].off);
+}
+
+static void policy_free(policy *p)
+{
+    free(p->model.ids);
+    free(p->model.starts);
+    p->model.ids = NULL;
+    p->model.starts = NULL;
+}
+
+/* Prints "mimo-verify: policy FILE: KEY: RULE: message" and returns -1. Rules: POLICY_JSON (not
+ * strict JSON), POLICY_SCHEMA (schema_version, required, thresholds missing or of the wrong
+ * type), POLICY_UNKNOWN_KEY, POLICY_UNKNOWN_CHECK, POLICY_VALUE (a value of the wrong type or
+ * outside its range), POLICY_CONFLICT (keys that exclude each other). */
+static int policy_error(const char *path, const char *key, const char *rule, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+static int policy_error(const char *path, const char *key, const char *rule, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "mimo-verify: policy %s: %s: %s: ", path ? path : "(built-in)", key, rule);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return -1;
+}
+
+/* An integer member in [lo, hi]; absent leaves *v alone. */
+static int policy_int(const char *path, const cJSON *obj, const char *sect, const char *key, uint64_t lo, uint64_t hi,
+                      uint64_t *v)
+{
+    const cJSON *e = lq_json_get(obj, key);
+    uint64_t x = 0;
+    if (!e)
+        return 0;
+    if (lq_json_u64(e, &x) != 0 || x < lo || x > hi) {
+        char full[96];
+        snprintf(full, sizeof(full), "%s.%s", sect, key);
+        return policy_error(path, full, "POLICY_VALUE", "must be an integer in %" PRIu64 "..%" PRIu64, lo, hi);
+    }
+    *v = x;
+    return 0;
+}
+
+/* The "model" section. Absent keys take the defaults documented in docs/cli.md. */
+static int load_model_section(const char *path, const cJSON *m, model_policy *mp)
+{
+    static const char *const known[] = {"prompts", "prompt_length", "seed", "prompt_ids", "continuation_length",
+                                        "sample_seed"};
+    if (!cJSON_IsObject(m))
+        return policy_error(path, "model", "POLICY_VALUE", "must be an object");
+    for (const cJSON *ch = m->child; ch; ch = ch->next) {
+        int ok = 0;
+        for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++)
+            ok |= !strcmp(ch->string, known[k]);
+        if (!ok) {
+            char full[300];
+            snprintf(full, sizeof(full), "model.%.200s", ch->string);
+            return policy_error(path, full, "POLICY_UNKNOWN_KEY",
+                                "unknown key (known: prompts, prompt_length, seed, prompt_ids, "
+                                "continuation_length, sample_seed)");
+        }
+    }
+    mp->enabled = 1;
+    mp->prompts = 4;
+    mp->prompt_length = 32;
+    mp->seed = 1;
+    mp->continuation_length = 32;
+    mp->sample_seed = 1;
+    if (policy_int(path, m, "model", "prompts", 1, MODEL_MAX_PROMPTS, &mp->prompts) ||
+        policy_int(path, m, "model", "prompt_length", 1, MODEL_MAX_LEN, &mp->prompt_length) ||
+        policy_int(path, m, "model", "seed", 0, (uint64_t)1 << 53, &mp->seed) ||
+        policy_int(path, m, "model", "continuation_length", 1, MODEL_MAX_LEN, &mp->continuation_length) ||
+        policy_int(path, m, "model", "sample_seed", 0, (uint64_t)1 << 53, &mp->sample_seed))
+        return -1;
+    const cJSON *ids = lq_json_get(m, "prompt_ids");
+    if (!ids)
+        return 0;
+    if (lq_json_get(m, "prompts") || lq_json_get(m, "prompt_length") || lq_json_get(m, "seed"))
+        return policy_error(path, "model.prompt_ids", "POLICY_CONFLICT",
+                            "explicit prompts exclude \"prompts\", \"prompt_length\" and \"seed\"");
+    int np = cJSON_IsArray(ids) ? cJSON_GetArraySize(ids) : -1;
+    if (np < 1 || np > MODEL_MAX_PROMPTS)
+        return policy_error(path, "model.prompt_ids", "POLICY_VALUE", "must be an array of 1..%d arrays of token ids",
+                            MODEL_MAX_PROMPTS);
+    size_t total = 0, pi = 0;
+    const cJSON *pr;
+    cJSON_ArrayForEach(pr, ids) {
+        int n = cJSON_IsArray(pr) ? cJSON_GetArraySize(pr) : -1;
+        if (n < 1 || n > MODEL_MAX_LEN) {
+            char full[96];
+            snprintf(full, sizeof(full), "model.prompt_ids[%zu]", pi);
+            return policy_error(path, full, "POLICY_VALUE", "must be an array of 1..%d token ids", MODEL_MAX_LEN);
+        }
+        total += (size_t)n;
+        pi++;
+    }
+    mp->ids = malloc(total * sizeof(int32_t));
+    mp->starts = malloc(((size_t)np + 1) * sizeof(size_t));
+    if (!mp->ids || !mp->starts)
+        return policy_error(path, "model.prompt_ids", "POLICY_VALUE", "out of memory");
+    size_t at = 0;
+    pi = 0;
+    cJSON_ArrayForEach(pr, ids) {
+        mp->starts[pi] = at;
+        size_t ti = 0;
+        const cJSON *t;
+        cJSON_ArrayForEach(t, pr) {
+            uint64_t v = 0;
+            if (lq_json_u64(t, &v) != 0 || v > INT32_MAX) {
+                char full[96];
+                snprintf(full, sizeof(full), "model.prompt_ids[%zu][%zu]", pi, ti);
+                return policy_error(path, full, "POLICY_VALUE", "must be a token id (an integer 0..%d)", INT32_MAX);
+            }
+            mp->ids[at++] = (int32_t)v;
+            ti++;
+        }
+        pi++;
+    }
+    mp->starts[pi] = at;
+    mp->prompts = (uint64_t)np;
+    mp->prompt_length = 0; /* per prompt: starts[] */
+    return 0;
+}
 
 static int load_policy(const char *path, policy *p)
 {
     cJSON *j = NULL;
     lq_error err;
     lq_error_clear(&err);
+    memset(p, 0, sizeof(*p));
     lq_status st = path ? lq_json_parse_file(path, 0, NULL, &j, &err)
                         : lq_json_parse(default_policy, strlen(default_policy), NULL, "built-in policy", &j, &err);
     char buf[1400];
@@ -512,45 +700,64 @@ static int load_policy(const char *path, policy *p)
         fprintf(stderr, "mimo-verify: policy: %s\n", lq_error_format(&err, buf, sizeof(buf)));
         return -1;
     }
+    int rc = -1;
     uint64_t sv = 0;
     const cJSON *req = lq_json_get(j, "required"), *th = lq_json_get(j, "thresholds");
-    if (lq_json_u64(lq_json_get(j, "schema_version"), &sv) != 0 || sv != 1 || !cJSON_IsArray(req) ||
-        !cJSON_IsObject(th)) {
-        fprintf(stderr, "mimo-verify: policy %s: needs schema_version 1, \"required\" and \"thresholds\"\n",
-                path ? path : "(built-in)");
-        cJSON_Delete(j);
-        return -1;
+    if (!cJSON_IsObject(j) || lq_json_u64(lq_json_get(j, "schema_version"), &sv) != 0 || sv != 1 ||
+        !cJSON_IsArray(req) || !cJSON_IsObject(th)) {
+        policy_error(path, "schema_version", "POLICY_SCHEMA", "needs schema_version 1, \"required\" (an array) and "
+                                                              "\"thresholds\" (an object)");
+        goto done;
     }
-    memset(p, 0, sizeof(*p));
+    for (const cJSON *ch = j->child; ch; ch = ch->next)
+        if (strcmp(ch->string, "schema_version") && strcmp(ch->string, "required") && strcmp(ch->string, "thresholds") &&
+            strcmp(ch->string, "model")) {
+            policy_error(path, ch->string, "POLICY_UNKNOWN_KEY",
+                         "unknown key (known: schema_version, required, thresholds, model)");
+            goto done;
+        }
     const cJSON *e;
+    int ri = 0;
     cJSON_ArrayForEach(e, req) {
         int i = cJSON_IsString(e) ? check_index(e->valuestring) : -1;
         if (i < 0) {
-            fprintf(stderr, "mimo-verify: policy: unknown check in \"required\"\n");
-            cJSON_Delete(j);
-            return -1;
+            char key[64];
+            snprintf(key, sizeof(key), "required[%d]", ri);
+            policy_error(path, key, "POLICY_UNKNOWN_CHECK", "unknown check \"%.100s\"",
+                         cJSON_IsString(e) ? e->valuestring : "(not a string)");
+            goto done;
         }
         p->required[i] = 1;
+        ri++;
     }
-    struct { const char *k; double *v; } keys[] = {{"min_sqnr_db", &p->min_sqnr_db}, {"min_cosine", &p->min_cosine},
-                                                    {"max_clip_frac", &p->max_clip_frac},
-                                                    {"min_layer_sqnr_db", &p->min_layer_sqnr_db}};
-    for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
-        const cJSON *v = lq_json_get(th, keys[k].k);
-        *keys[k].v = cJSON_IsNumber(v) ? v->valuedouble : NAN;
-    }
+    for (size_t k = 0; k < NTHRESHOLDS; k++)
+        *threshold_ptr(p, k) = NAN;
     for (const cJSON *ch = th->child; ch; ch = ch->next) {
-        int known = 0;
-        for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
-            known |= !strcmp(ch->string, keys[k].k);
-        if (!known || !cJSON_IsNumber(ch)) {
-            fprintf(stderr, "mimo-verify: policy: unknown or non-numeric threshold \"%s\"\n", ch->string);
-            cJSON_Delete(j);
-            return -1;
+        size_t k = 0;
+        while (k < NTHRESHOLDS && strcmp(ch->string, threshold_keys[k].key))
+            k++;
+        char key[300];
+        snprintf(key, sizeof(key), "thresholds.%.200s", ch->string);
+        if (k == NTHRESHOLDS) {
+            policy_error(path, key, "POLICY_UNKNOWN_KEY", "unknown threshold");
+            goto done;
         }
+        if (!cJSON_IsNumber(ch) || !(ch->valuedouble >= threshold_keys[k].lo && ch->valuedouble <= threshold_keys[k].hi)) {
+            policy_error(path, key, "POLICY_VALUE", "must be a number in %g..%g", threshold_keys[k].lo,
+                         threshold_keys[k].hi);
+            goto done;
+        }
+        *threshold_ptr(p, k) = ch->valuedouble;
     }
+    const cJSON *m = lq_json_get(j, "model");
+    if (m && load_model_section(path, m, &p->model) != 0)
+        goto done;
+    rc = 0;
+done:
+    if (rc)
+        policy_free(p);
     cJSON_Delete(j);
-    return 0;
+    return rc;
 }
 
 /* ---- accuracy against the source ---- */
@@ -771,6 +978,609 @@ static void check_accuracy(const lq_ckpt *ck, const char *source, const policy *
     lq_ckpt_close(src);
 }
 
+/* ---- model: artifact and source end to end through the CPU runtime ---- */
+
+/* A token sequence to score: ids[0..n), of which positions scored_from..n-1 are predicted (each
+ * from the positions before it). Where the ids come from is the origin; today the perplexity
+ * sequence is sampled from the source model (seq_sample_source); a tokenized text file would be
+ * another origin filling the same struct, and seq_perplexity scores either. */
+typedef struct id_seq {
+    int32_t *ids;
+    size_t n, scored_from;
+    char origin[160];
+} id_seq;
+
+/* One hidden state (index 0: the embeddings; i in 1..layers-1: the residual stream after
+ * model.layers.(i-1); index layers: the final-normed state after the last layer), compared
+ * between artifact and source, pooled over every position of every prompt. */
+typedef struct hid_stat {
+    double dot, na, nb;
+    double min_cos;             /* the lowest per-position cosine, and where */
+    size_t min_prompt, min_pos;
+} hid_stat;
+
+typedef struct prompt_stat {
+    size_t len, agree, first_disagree; /* first_disagree == len: none */
+    double kl_sum, kl_max;
+    size_t kl_max_pos;
+} prompt_stat;
+
+typedef struct model_stats {
+    size_t nprompts;
+    int32_t *ids;               /* the prompts, concatenated; prompt p is ids[starts[p]..starts[p + 1]) */
+    size_t *starts;
+    prompt_stat *pr;
+    size_t positions, agree;
+    double kl_sum, kl_max;
+    size_t kl_max_prompt, kl_max_pos;
+    uint32_t nhid;              /* layers + 1 */
+    hid_stat *hid;
+    id_seq seq;                 /* the perplexity sequence */
+    double ppl_src, ppl_art;
+    double seconds;
+    /* A DFlash acceptance comparison (the artifact's drafter against the target, artifact vs
+     * source) will add its figures here and run in check_model after the perplexity step. */
+} model_stats;
+
+static model_stats g_model;
+static int g_have_model;
+
+static void model_stats_free(model_stats *s)
+{
+    free(s->ids);
+    free(s->starts);
+    free(s->pr);
+    free(s->hid);
+    free(s->seq.ids);
+    memset(s, 0, sizeof(*s));
+}
+
+static void hid_name(uint32_t i, uint32_t nhid, char *out, size_t cap)
+{
+    if (i == 0)
+        snprintf(out, cap, "embeddings");
+    else if (i + 1 == nhid)
+        snprintf(out, cap, "final_norm");
+    else
+        snprintf(out, cap, "model.layers.%u", i - 1);
+}
+
+static double hid_cosine(const hid_stat *h)
+{
+    if (h->na == 0 && h->nb == 0)
+        return 1;
+    if (h->na == 0 || h->nb == 0)
+        return 0;
+    return h->dot / sqrt(h->na * h->nb);
+}
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* log softmax of x[0..n) in fp64. */
+static void log_softmax(const float *x, size_t n, double *out)
+{
+    double mx = -INFINITY, sum = 0;
+    for (size_t i = 0; i < n; i++)
+        mx = x[i] > mx ? x[i] : mx;
+    for (size_t i = 0; i < n; i++)
+        sum += exp((double)x[i] - mx);
+    double lse = mx + log(sum);
+    for (size_t i = 0; i < n; i++)
+        out[i] = (double)x[i] - lse;
+}
+
+static size_t argmax(const float *x, size_t n)
+{
+    size_t b = 0;
+    for (size_t i = 1; i < n; i++)
+        if (x[i] > x[b])
+            b = i; /* ties: the lowest id */
+    return b;
+}
+
+/* The sampler of the perplexity sequence: temperature 1, p = softmax(logits) in fp64; u is the
+ * top 53 bits of the next splitmix64 output over 2^53, and the token is the first id (in id order)
+ * whose cumulative probability exceeds u. Deterministic for a seed on every platform with IEEE
+ * doubles. */
+static int32_t sample_t1(const float *logits, size_t V, uint64_t *state)
+{
+    double mx = -INFINITY, z = 0;
+    for (size_t i = 0; i < V; i++)
+        mx = logits[i] > mx ? logits[i] : mx;
+    for (size_t i = 0; i < V; i++)
+        z += exp((double)logits[i] - mx);
+    double u = (double)(splitmix64(state) >> 11) * 0x1p-53 * z, cum = 0;
+    size_t last = 0;
+    for (size_t i = 0; i < V; i++) {
+        double p = exp((double)logits[i] - mx);
+        if (p > 0)
+            last = i;
+        cum += p;
+        if (cum > u)
+            return (int32_t)i;
+    }
+    return (int32_t)last; /* rounding left u at the very top */
+}
+
+/* The perplexity sequence: prefix followed by cont tokens sampled from m (sample_t1), decoded
+ * incrementally through the KV cache. */
+static lq_status seq_sample_source(const rt_model *m, const int32_t *prefix, size_t np, size_t cont, uint64_t seed,
+                                   const rt_opts *o, id_seq *s, lq_error *err)
+{
+    size_t V = rt_model_config(m)->vocab_size;
+    rt_cache *c = NULL;
+    float *lg = malloc(V * sizeof(float));
+    s->ids = malloc((np + cont) * sizeof(int32_t));
+    lq_status st = lg && s->ids ? LQ_OK : lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+    if (st == LQ_OK)
+        st = rt_cache_new(m, np + cont, &c, err);
+    if (st == LQ_OK && np > 1)
+        st = rt_step(m, c, prefix, np - 1, o, NULL, NULL, err);
+    if (st == LQ_OK)
+        st = rt_step(m, c, prefix + np - 1, 1, o, lg, NULL, err);
+    if (st == LQ_OK) {
+        memcpy(s->ids, prefix, np * sizeof(int32_t));
+        uint64_t state = seed;
+        for (size_t t = 0; t < cont && st == LQ_OK; t++) {
+            s->ids[np + t] = sample_t1(lg, V, &state);
+            if (t + 1 < cont)
+                st = rt_step(m, c, &s->ids[np + t], 1, o, lg, NULL, err);
+        }
+        s->n = np + cont;
+        s->scored_from = np;
+        snprintf(s->origin, sizeof(s->origin), "sampled_from_source");
+    }
+    rt_cache_free(c);
+    free(lg);
+    return st;
+}
+
+/* exp(mean negative log-likelihood) of s->ids[scored_from..n) under m, teacher-forced, fp64. */
+static lq_status seq_perplexity(const rt_model *m, const id_seq *s, const rt_opts *o, double *ppl, lq_error *err)
+{
+    size_t V = rt_model_config(m)->vocab_size;
+    float *lg = malloc(s->n * V * sizeof(float));
+    double *ls = malloc(V * sizeof(double));
+    lq_status st = lg && ls ? LQ_OK : lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+    if (st == LQ_OK)
+        st = rt_forward(m, s->ids, s->n, o, lg, NULL, err);
+    double nll = 0;
+    for (size_t t = s->scored_from ? s->scored_from : 1; st == LQ_OK && t < s->n; t++) {
+        log_softmax(lg + (t - 1) * V, V, ls);
+        nll -= ls[s->ids[t]];
+    }
+    size_t scored = s->n - (s->scored_from ? s->scored_from : 1);
+    *ppl = scored ? exp(nll / (double)scored) : NAN;
+    free(lg);
+    free(ls);
+    return st;
+}
+
+/* The policy's prompts: explicit ids, or prompt_length ids each drawn from splitmix64(seed) as
+ * floor(u * vocab) with u the top 32 bits over 2^32. Returns the offsets in *starts. */
+static int make_prompts(const model_policy *mp, uint32_t vocab, int32_t **ids, size_t **starts, char *why, size_t cap)
+{
+    size_t np = (size_t)mp->prompts;
+    size_t total = mp->ids ? mp->starts[np] : np * (size_t)mp->prompt_length;
+    *ids = malloc(total * sizeof(int32_t));
+    *starts = malloc((np + 1) * sizeof(size_t));
+    if (!*ids || !*starts) {
+        snprintf(why, cap, "out of memory");
+        return -1;
+    }
+    if (mp->ids) {
+        memcpy(*starts, mp->starts, (np + 1) * sizeof(size_t));
+        for (size_t p = 0; p < np; p++)
+            for (size_t i = mp->starts[p]; i < mp->starts[p + 1]; i++) {
+                if ((uint32_t)mp->ids[i] >= vocab) {
+                    snprintf(why, cap, "policy model.prompt_ids[%zu][%zu]: POLICY_VALUE: token %d outside the "
+                                       "vocabulary of %u", p, i - mp->starts[p], mp->ids[i], vocab);
+                    return -1;
+                }
+                (*ids)[i] = mp->ids[i];
+            }
+        return 0;
+    }
+    uint64_t state = mp->seed;
+    for (size_t p = 0; p <= np; p++)
+        (*starts)[p] = p * (size_t)mp->prompt_length;
+    for (size_t i = 0; i < total; i++)
+        (*ids)[i] = (int32_t)(((splitmix64(&state) >> 32) * vocab) >> 32);
+    return 0;
+}
+
+/* One prompt's teacher-forced comparison: ps and hid[nhid] (this prompt's positions only). */
+static void prompt_compare(prompt_stat *ps, hid_stat *hid, uint32_t nhid, size_t n, uint32_t V, uint32_t H,
+                           const float *ls, const float *la, const float *hs, const float *ha, double *lps, double *lpa)
+{
+    ps->len = n;
+    ps->first_disagree = n;
+    for (size_t t = 0; t < n; t++) {
+        const float *xs = ls + t * V, *xa = la + t * V;
+        if (argmax(xs, V) == argmax(xa, V))
+            ps->agree++;
+        else if (ps->first_disagree == n)
+            ps->first_disagree = t;
+        log_softmax(xs, V, lps);
+        log_softmax(xa, V, lpa);
+        double kl = 0;
+        for (size_t i = 0; i < V; i++)
+            kl += exp(lps[i]) * (lps[i] - lpa[i]);
+        ps->kl_sum += kl;
+        if (t == 0 || kl > ps->kl_max) {
+            ps->kl_max = kl;
+            ps->kl_max_pos = t;
+        }
+    }
+    for (uint32_t l = 0; l < nhid; l++) {
+        hid_stat *h = &hid[l];
+        for (size_t t = 0; t < n; t++) {
+            const float *a = ha + ((size_t)l * n + t) * H, *b = hs + ((size_t)l * n + t) * H;
+            hid_stat one = {0, 0, 0, 0, 0, 0};
+            for (uint32_t k = 0; k < H; k++) {
+                one.dot += (double)a[k] * b[k];
+                one.na += (double)a[k] * a[k];
+                one.nb += (double)b[k] * b[k];
+            }
+            h->dot += one.dot;
+            h->na += one.na;
+            h->nb += one.nb;
+            double c = hid_cosine(&one);
+            if (t == 0 || c < h->min_cos) {
+                h->min_cos = c;
+                h->min_pos = t;
+            }
+        }
+    }
+}
+
+/* Adds prompt p's part to the totals. Parts are merged in prompt order, so every figure is the
+ * same whatever the thread count. */
+static void model_merge(model_stats *S, size_t p, const prompt_stat *ps, const hid_stat *hid)
+{
+    if (p == 0 || ps->kl_max > S->kl_max) {
+        S->kl_max = ps->kl_max;
+        S->kl_max_prompt = p;
+        S->kl_max_pos = ps->kl_max_pos;
+    }
+    S->pr[p] = *ps;
+    S->positions += ps->len;
+    S->agree += ps->agree;
+    S->kl_sum += ps->kl_sum;
+    for (uint32_t l = 0; l < S->nhid; l++) {
+        hid_stat *h = &S->hid[l];
+        h->dot += hid[l].dot;
+        h->na += hid[l].na;
+        h->nb += hid[l].nb;
+        if (p == 0 || hid[l].min_cos < h->min_cos) {
+            h->min_cos = hid[l].min_cos;
+            h->min_prompt = p;
+            h->min_pos = hid[l].min_pos;
+        }
+    }
+}
+
+/* The work of the model check, spread over a pool of threads: job 0 samples the perplexity
+ * sequence from the source (a chain of one-token decode steps, the longest job, so it starts
+ * first); job 1 + p runs prompt p through both models and compares them. The per-prompt parts
+ * are merged afterwards in prompt order. */
+typedef struct model_pool {
+    const rt_model *ms, *ma;
+    const int32_t *ids;
+    const size_t *starts;
+    size_t np, maxlen;
+    uint32_t V, H, nhid;
+    rt_opts o;                  /* runtime threads per job */
+    uint64_t cont, sample_seed;
+    pthread_mutex_t mu;
+    size_t next;
+    prompt_stat *ps;            /* [np] */
+    hid_stat *hid;              /* [np * nhid] */
+    lq_status *st;              /* [np + 1] */
+    lq_error *err;              /* [np + 1] */
+    int *in_artifact;           /* [np + 1]: the failed forward was the artifact's */
+    id_seq *seq;
+} model_pool;
+
+static void *model_worker(void *arg)
+{
+    model_pool *P = arg;
+    float *la = NULL, *ls = NULL, *ha = NULL, *hs = NULL;
+    double *lpa = NULL, *lps = NULL;
+    for (;;) {
+        pthread_mutex_lock(&P->mu);
+        size_t j = P->next++;
+        pthread_mutex_unlock(&P->mu);
+        if (j > P->np)
+            break;
+        if (j == 0) {
+            P->st[0] = seq_sample_source(P->ms, P->ids, P->starts[1], (size_t)P->cont, P->sample_seed, &P->o, P->seq,
+                                         &P->err[0]);
+            continue;
+        }
+        size_t p = j - 1, n = P->starts[p + 1] - P->starts[p];
+        if (!la) {
+            la = malloc(P->maxlen * P->V * sizeof(float));
+            ls = malloc(P->maxlen * P->V * sizeof(float));
+            ha = malloc((size_t)P->nhid * P->maxlen * P->H * sizeof(float));
+            hs = malloc((size_t)P->nhid * P->maxlen * P->H * sizeof(float));
+            lpa = malloc(P->V * sizeof(double));
+            lps = malloc(P->V * sizeof(double));
+        }
+        if (!la || !ls || !ha || !hs || !lpa || !lps) {
+            P->st[j] = lq_fail(&P->err[j], LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory for a prompt of %zu tokens",
+                               n);
+            continue;
+        }
+        lq_status st = rt_forward(P->ms, P->ids + P->starts[p], n, &P->o, ls, hs, &P->err[j]);
+        if (st != LQ_OK) {
+            P->st[j] = st;
+            continue;
+        }
+        st = rt_forward(P->ma, P->ids + P->starts[p], n, &P->o, la, ha, &P->err[j]);
+        if (st != LQ_OK) {
+            P->st[j] = st;
+            P->in_artifact[j] = 1;
+            continue;
+        }
+        prompt_compare(&P->ps[p], P->hid + p * P->nhid, P->nhid, n, P->V, P->H, ls, la, hs, ha, lps, lpa);
+    }
+    free(la), free(ls), free(ha), free(hs), free(lpa), free(lps);
+    return NULL;
+}
+
+/* Runs fn on arg in up to nthreads threads (the caller's included) and waits for them. */
+static void run_pool(void *(*fn)(void *), void *arg, int nthreads)
+{
+    pthread_t th[256];
+    int started = 0;
+    for (int t = 1; t < nthreads && t < 256; t++)
+        if (pthread_create(&th[started], NULL, fn, arg) == 0)
+            started++;
+    fn(arg);
+    for (int t = 0; t < started; t++)
+        pthread_join(th[t], NULL);
+}
+
+/* Perplexity of the sequence under both models, one model per thread when there are two. */
+typedef struct ppl_job {
+    const rt_model *m[2];
+    const id_seq *seq;
+    rt_opts o;
+    pthread_mutex_t mu;
+    int next;
+    double ppl[2];
+    lq_status st[2];
+    lq_error err[2];
+} ppl_job;
+
+static void *ppl_worker(void *arg)
+{
+    ppl_job *J = arg;
+    for (;;) {
+        pthread_mutex_lock(&J->mu);
+        int i = J->next++;
+        pthread_mutex_unlock(&J->mu);
+        if (i > 1)
+            break;
+        J->st[i] = seq_perplexity(J->m[i], J->seq, &J->o, &J->ppl[i], &J->err[i]);
+    }
+    return NULL;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Appends "; " and a formatted failure to buf (and prints it on stderr); counts it. */
+static void model_fail(char *buf, size_t cap, size_t *nfail, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+static void model_fail(char *buf, size_t cap, size_t *nfail, const char *fmt, ...)
+{
+    char one[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(one, sizeof(one), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "mimo-verify: model: %s\n", one);
+    size_t l = strlen(buf);
+    if (l < cap)
+        snprintf(buf + l, cap - l, "%s%s", *nfail ? "; " : "", one);
+    (*nfail)++;
+}
+
+static void check_model(const char *artifact, const char *source, const policy *pol, int threads)
+{
+    int ci = check_index("model");
+    double t0 = now_s();
+    rt_model *ma = NULL, *ms = NULL;
+    lq_error err;
+    char buf[1400], why[700] = "";
+    int32_t *ids = NULL;
+    size_t *starts = NULL;
+    model_pool P;
+    memset(&P, 0, sizeof(P));
+    model_stats *S = &g_model;
+    memset(S, 0, sizeof(*S));
+    lq_error_clear(&err);
+    if (rt_model_open(artifact, &ma, &err) != LQ_OK) {
+        result(ci, 0, "the artifact cannot be loaded by the runtime: %s", lq_error_format(&err, buf, sizeof(buf)));
+        goto done;
+    }
+    lq_error_clear(&err);
+    if (rt_model_open(source, &ms, &err) != LQ_OK) {
+        result(ci, 0, "--source %s cannot be loaded by the runtime: %s", source, lq_error_format(&err, buf, sizeof(buf)));
+        goto done;
+    }
+    const lq_mimo_config *ca = rt_model_config(ma), *cs = rt_model_config(ms);
+    if (ca->vocab_size != cs->vocab_size || ca->hidden_size != cs->hidden_size ||
+        ca->num_hidden_layers != cs->num_hidden_layers) {
+        result(ci, 0, "--source %s is another model: vocab_size %u, hidden_size %u, num_hidden_layers %u; the artifact "
+                      "has %u, %u, %u", source, cs->vocab_size, cs->hidden_size, cs->num_hidden_layers, ca->vocab_size,
+               ca->hidden_size, ca->num_hidden_layers);
+        goto done;
+    }
+    if (make_prompts(&pol->model, ca->vocab_size, &ids, &starts, why, sizeof(why)) != 0) {
+        result(ci, 0, "%s", why);
+        goto done;
+    }
+    size_t np = (size_t)pol->model.prompts;
+    S->nprompts = np;
+    S->nhid = ca->num_hidden_layers + 1;
+    S->pr = calloc(np, sizeof(prompt_stat));
+    S->hid = calloc(S->nhid, sizeof(hid_stat));
+    P = (model_pool){.ms = ms, .ma = ma, .ids = ids, .starts = starts, .np = np, .V = ca->vocab_size,
+                     .H = ca->hidden_size, .nhid = S->nhid, .cont = pol->model.continuation_length,
+                     .sample_seed = pol->model.sample_seed, .seq = &S->seq};
+    for (size_t p = 0; p < np; p++)
+        P.maxlen = starts[p + 1] - starts[p] > P.maxlen ? starts[p + 1] - starts[p] : P.maxlen;
+    P.ps = calloc(np, sizeof(prompt_stat));
+    P.hid = calloc(np * S->nhid, sizeof(hid_stat));
+    P.st = calloc(np + 1, sizeof(lq_status));
+    P.err = calloc(np + 1, sizeof(lq_error));
+    P.in_artifact = calloc(np + 1, sizeof(int));
+    if (!S->pr || !S->hid || !P.ps || !P.hid || !P.st || !P.err || !P.in_artifact) {
+        result(ci, 0, "out of memory for %zu prompts", np);
+        goto done;
+    }
+    /* 1 and 3 (every prompt through both models) and the sampling of 2, in parallel: as many jobs
+     * at once as there are threads, the rest of the threads inside the runtime. */
+    int workers = threads < (int)(np + 1) ? threads : (int)(np + 1);
+    P.o = (rt_opts){.threads = threads / workers > 0 ? threads / workers : 1};
+    pthread_mutex_init(&P.mu, NULL);
+    run_pool(model_worker, &P, workers);
+    pthread_mutex_destroy(&P.mu);
+    for (size_t j = 0; j <= np; j++)
+        if (P.st[j] != LQ_OK) {
+            if (j == 0)
+                result(ci, 0, "sampling the perplexity sequence from the source: %s",
+                       lq_error_format(&P.err[0], buf, sizeof(buf)));
+            else
+                result(ci, 0, "prompt %zu: the %s's forward failed: %s", j - 1, P.in_artifact[j] ? "artifact" : "source",
+                       lq_error_format(&P.err[j], buf, sizeof(buf)));
+            goto done;
+        }
+    for (size_t p = 0; p < np; p++)
+        model_merge(S, p, &P.ps[p], P.hid + p * S->nhid);
+    /* 2: perplexity of both models on the sequence (prompt 0 and the sampled continuation). */
+    ppl_job J;
+    memset(&J, 0, sizeof(J));
+    J.m[0] = ms;
+    J.m[1] = ma;
+    J.seq = &S->seq;
+    J.o = (rt_opts){.threads = threads >= 2 ? threads / 2 : 1};
+    pthread_mutex_init(&J.mu, NULL);
+    run_pool(ppl_worker, &J, threads >= 2 ? 2 : 1);
+    pthread_mutex_destroy(&J.mu);
+    for (int i = 0; i < 2; i++)
+        if (J.st[i] != LQ_OK) {
+            result(ci, 0, "perplexity of the %s: %s", i ? "artifact" : "source",
+                   lq_error_format(&J.err[i], buf, sizeof(buf)));
+            goto done;
+        }
+    S->ppl_src = J.ppl[0];
+    S->ppl_art = J.ppl[1];
+    /* A DFlash acceptance comparison (the artifact's drafter on the artifact vs on the source, over
+     * the same prompts) belongs here: its figures go into model_stats, its thresholds into the
+     * policy's "thresholds", its failures through model_fail below. */
+    S->seconds = now_s() - t0;
+    S->ids = ids;
+    S->starts = starts;
+    ids = NULL;
+    starts = NULL;
+    g_have_model = 1;
+
+    /* Against the policy. */
+    char fails[1000] = "";
+    size_t nfail = 0;
+    double top1 = (double)S->agree / (double)S->positions, mean_kl = S->kl_sum / (double)S->positions;
+    double ratio = S->ppl_art / S->ppl_src;
+    if (!isnan(pol->min_top1_agreement) && !(top1 >= pol->min_top1_agreement)) {
+        size_t worst = 0;
+        for (size_t p = 1; p < np; p++)
+            if ((double)S->pr[p].agree / (double)S->pr[p].len < (double)S->pr[worst].agree / (double)S->pr[worst].len)
+                worst = p;
+        model_fail(fails, sizeof(fails), &nfail,
+                   "top-1 agreement %.4f below %.4f (%zu of %zu positions; worst prompt %zu: %.4f, first "
+                   "disagreement at position %zu)", top1, pol->min_top1_agreement, S->agree, S->positions, worst,
+                   (double)S->pr[worst].agree / (double)S->pr[worst].len, S->pr[worst].first_disagree);
+    }
+    if (!isnan(pol->max_mean_kl) && !(mean_kl <= pol->max_mean_kl))
+        model_fail(fails, sizeof(fails), &nfail,
+                   "mean KL(source||artifact) %.6g above %.6g nats (largest at prompt %zu position %zu: %.6g)", mean_kl,
+                   pol->max_mean_kl, S->kl_max_prompt, S->kl_max_pos, S->kl_max);
+    if (!isnan(pol->max_kl) && !(S->kl_max <= pol->max_kl))
+        model_fail(fails, sizeof(fails), &nfail, "KL(source||artifact) %.6g above %.6g nats at prompt %zu position %zu",
+                   S->kl_max, pol->max_kl, S->kl_max_prompt, S->kl_max_pos);
+    if (!isnan(pol->max_ppl_ratio) && !(ratio <= pol->max_ppl_ratio))
+        model_fail(fails, sizeof(fails), &nfail,
+                   "perplexity ratio artifact/source %.4f above %.4f (artifact %.4g, source %.4g on %zu tokens %s)",
+                   ratio, pol->max_ppl_ratio, S->ppl_art, S->ppl_src, S->seq.n - S->seq.scored_from, S->seq.origin);
+    uint32_t lowest = 0, nbad = 0, first_bad = 0;
+    for (uint32_t l = 0; l < S->nhid; l++) {
+        if (hid_cosine(&S->hid[l]) < hid_cosine(&S->hid[lowest]))
+            lowest = l;
+        if (!isnan(pol->min_layer_hidden_cosine) && !(hid_cosine(&S->hid[l]) >= pol->min_layer_hidden_cosine) &&
+            !nbad++)
+            first_bad = l;
+    }
+    if (nbad) {
+        char nm[64];
+        hid_name(first_bad, S->nhid, nm, sizeof(nm));
+        model_fail(fails, sizeof(fails), &nfail,
+                   "hidden-state cosine below %.8f in %u of %u hidden states; first: %s (hidden state %u) %.8f (lowest "
+                   "position: prompt %zu position %zu, %.8f)", pol->min_layer_hidden_cosine, nbad, S->nhid, nm,
+                   first_bad, hid_cosine(&S->hid[first_bad]), S->hid[first_bad].min_prompt, S->hid[first_bad].min_pos,
+                   S->hid[first_bad].min_cos);
+        /* The whole profile: where the divergence starts and how it grows. */
+        for (uint32_t l = 0; l < S->nhid; l++) {
+            hid_name(l, S->nhid, nm, sizeof(nm));
+            fprintf(stderr, "mimo-verify: model:   hidden state %2u %-18s cosine %.8f (lowest position %.8f at prompt "
+                            "%zu position %zu)%s\n", l, nm, hid_cosine(&S->hid[l]), S->hid[l].min_cos,
+                    S->hid[l].min_prompt, S->hid[l].min_pos,
+                    hid_cosine(&S->hid[l]) >= pol->min_layer_hidden_cosine ? "" : "  FAIL");
+        }
+    }
+    char lname[64];
+    hid_name(lowest, S->nhid, lname, sizeof(lname));
+    if (nfail)
+        result(ci, 0, "%zu of 5 model criteria failed: %s", nfail, fails);
+    else {
+        char th[300] = "";
+        const struct { const char *what; double v; } set[] = {
+            {"top-1 >= ", pol->min_top1_agreement}, {"mean KL <= ", pol->max_mean_kl}, {"max KL <= ", pol->max_kl},
+            {"ratio <= ", pol->max_ppl_ratio}, {"cosine >= ", pol->min_layer_hidden_cosine}};
+        for (size_t k = 0; k < sizeof(set) / sizeof(set[0]); k++)
+            if (!isnan(set[k].v)) {
+                size_t l = strlen(th);
+                snprintf(th + l, sizeof(th) - l, "%s%s%g", l ? ", " : "", set[k].what, set[k].v);
+            }
+        result(ci, 1, "%zu prompts, %zu positions: top-1 agreement %.4f, KL(source||artifact) mean %.3g max %.3g nats; "
+                      "perplexity artifact %.4g / source %.4g = %.4f (%zu tokens %s); hidden-state cosine lowest %.8f "
+                      "(%s); %.2f s (thresholds: %s)",
+               np, S->positions, top1, mean_kl, S->kl_max, S->ppl_art, S->ppl_src, ratio, S->seq.n - S->seq.scored_from,
+               S->seq.origin, hid_cosine(&S->hid[lowest]), lname, S->seconds, th[0] ? th : "none set");
+    }
+done:
+    if (!g_have_model)
+        model_stats_free(S);
+    free(ids), free(starts), free(P.ps), free(P.hid), free(P.st), free(P.err), free(P.in_artifact);
+    rt_model_close(ma);
+    rt_model_close(ms);
+}
+
 /* ---- HTML ---- */
 
 static void html_text(FILE *f, const char *s)
@@ -787,14 +1597,19 @@ static void html_text(FILE *f, const char *s)
     }
 }
 
-/* Per-layer SQNR from the accuracy check, or else from the artifact's own report. */
-static int write_html(const char *path, const char *artifact, int verdict)
+/* The per-layer chart. Without the model check: one SQNR bar per layer (from the accuracy check,
+ * or else from the artifact's own report). With it, the columns are the hidden states the model
+ * check compares (embeddings, the output of each layer, the final-normed state, which follows the
+ * last layer), each layer's SQNR bar stands in the column of that layer's output, and the
+ * hidden-state cosine (artifact vs source) is a line on a right-hand axis with its threshold. */
+static int write_html(const char *path, const char *artifact, int verdict, const policy *pol)
 {
     FILE *f = fopen(path, "w");
     if (!f)
         return -1;
-    static double sq[4096];
-    static char names[4096][128];
+    static double sq[4096], csq[4096], ccos[4096];
+    static char names[4096][128], cname[4096][128], ckey[4096][128];
+    static int chas[4096];
     size_t nl = 0;
     const char *origin = "";
     if (g_nlayers) {
@@ -814,12 +1629,42 @@ static int write_html(const char *path, const char *artifact, int verdict)
             origin = "from the artifact's mimo-quant-report.json";
             const cJSON *e;
             cJSON_ArrayForEach(e, lq_json_get(r, "layers")) {
-                if (nl >= 4096)
-                    break;
+                const char *ln = cJSON_GetStringValue(lq_json_get(e, "layer"));
+                if (nl >= 4096 || !ln)
+                    continue;
                 sq[nl] = cJSON_GetNumberValue(lq_json_get(e, "sqnr_db"));
-                snprintf(names[nl++], 128, "%s", cJSON_GetStringValue(lq_json_get(e, "layer")));
+                snprintf(names[nl++], 128, "%s", ln);
             }
             cJSON_Delete(r);
+        }
+    }
+    /* The columns. */
+    size_t nc = 0;
+    int with_cos = g_have_model && g_model.nhid <= 4096;
+    if (with_cos) {
+        nc = g_model.nhid;
+        for (size_t i = 0; i < nc; i++) {
+            hid_name((uint32_t)i, g_model.nhid, cname[i], 128);
+            ccos[i] = hid_cosine(&g_model.hid[i]);
+            chas[i] = 0;
+        }
+        for (size_t k = 0; k < nl; k++) {
+            unsigned layer;
+            char tail;
+            if (sscanf(names[k], "model.layers.%u%c", &layer, &tail) == 1 && (size_t)layer + 1 < nc) {
+                csq[layer + 1] = sq[k];
+                chas[layer + 1] = 1;
+                snprintf(ckey[layer + 1], 128, "%s", names[k]);
+            }
+        }
+    } else {
+        nc = nl;
+        for (size_t i = 0; i < nc; i++) {
+            snprintf(cname[i], 128, "%s", names[i]);
+            snprintf(ckey[i], 128, "%s", names[i]);
+            csq[i] = sq[i];
+            chas[i] = 1;
+            ccos[i] = NAN;
         }
     }
     fprintf(f, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>mimo-verify: ");
@@ -840,34 +1685,97 @@ static int write_html(const char *path, const char *artifact, int verdict)
         fprintf(f, "</td></tr>\n");
     }
     fprintf(f, "</table>\n");
-    if (nl) {
-        /* One bar per layer, scaled between 0 and the largest SQNR (at least 25 dB). */
+    if (nc) {
+        /* Bars scaled between 0 and the largest SQNR (at least 25 dB). The cosine axis runs from a
+         * little below the lowest of the cosines and the threshold up to 1. */
         double top = 25;
-        for (size_t i = 0; i < nl; i++)
-            top = sq[i] > top && isfinite(sq[i]) ? sq[i] : top;
-        int W = 40 + (int)nl * 18, H = 260;
-        fprintf(f, "<h2>MXFP4 SQNR per layer (dB, %s)</h2>\n", origin);
+        for (size_t i = 0; i < nc; i++)
+            top = chas[i] && csq[i] > top && isfinite(csq[i]) ? csq[i] : top;
+        double clo = 1;
+        if (with_cos) {
+            for (size_t i = 0; i < nc; i++)
+                clo = ccos[i] < clo ? ccos[i] : clo;
+            if (!isnan(pol->min_layer_hidden_cosine) && pol->min_layer_hidden_cosine < clo)
+                clo = pol->min_layer_hidden_cosine;
+            double d = 1 - clo > 0 ? 1 - clo : 1e-6;
+            clo = 1 - 1.25 * d;
+        }
+        int W = 40 + (int)nc * 18 + (with_cos ? 80 : 0), H = 260;
+        double xr = 40 + (double)nc * 18 + 4; /* the right-hand axis */
+        if (with_cos)
+            fprintf(f, "<h2>MXFP4 SQNR per layer (dB, %s) and hidden-state cosine (artifact vs source)</h2>\n"
+                       "<p>Bars: SQNR of each layer's MXFP4 tensors (left axis). Line: cosine between the artifact's "
+                       "and the source's hidden states after each layer, pooled over every prompt position (right "
+                       "axis; dashed: the policy's min_layer_hidden_cosine).</p>\n", origin[0] ? origin : "no --source");
+        else
+            fprintf(f, "<h2>MXFP4 SQNR per layer (dB, %s)</h2>\n", origin);
         fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\">\n", W, H + 90);
         fprintf(f, "<line x1=\"35\" y1=\"10\" x2=\"35\" y2=\"%d\" stroke=\"#000\"/>\n", H + 10);
         for (int tick = 0; tick <= (int)top; tick += 5) {
             double y = 10 + H - H * tick / top;
-            fprintf(f, "<text x=\"2\" y=\"%.1f\" font-size=\"10\">%d</text><line x1=\"33\" y1=\"%.1f\" x2=\"%d\" "
-                       "y2=\"%.1f\" stroke=\"#ddd\"/>\n", y + 3, tick, y, W, y);
+            fprintf(f, "<text x=\"2\" y=\"%.1f\" font-size=\"10\">%d</text><line x1=\"33\" y1=\"%.1f\" x2=\"%.1f\" "
+                       "y2=\"%.1f\" stroke=\"#ddd\"/>\n", y + 3, tick, y, with_cos ? xr : (double)W, y);
         }
-        for (size_t i = 0; i < nl; i++) {
-            double v = isfinite(sq[i]) ? sq[i] : top;
-            double h = H * (v < 0 ? 0 : v) / top, x = 40 + (double)i * 18;
-            fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"14\" height=\"%.1f\" fill=\"#4a7\"><title>", x,
-                    10 + H - h, h);
-            html_text(f, names[i]);
-            fprintf(f, ": %.3f dB</title></rect>\n", sq[i]);
+        for (size_t i = 0; i < nc; i++) {
+            double x = 40 + (double)i * 18;
+            if (chas[i]) {
+                double v = isfinite(csq[i]) ? csq[i] : top;
+                double h = H * (v < 0 ? 0 : v) / top;
+                fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"14\" height=\"%.1f\" fill=\"#4a7\"><title>", x,
+                        10 + H - h, h);
+                html_text(f, ckey[i]); /* the layer whose tensors the bar measures */
+                fprintf(f, ": %.3f dB</title></rect>\n", csq[i]);
+            }
             fprintf(f, "<text x=\"%.1f\" y=\"%d\" font-size=\"9\" transform=\"rotate(60 %.1f %d)\">", x + 3, H + 22,
                     x + 3, H + 22);
-            const char *short_name = strrchr(names[i], '.');
-            html_text(f, short_name ? short_name + 1 : names[i]);
+            const char *short_name = strrchr(cname[i], '.');
+            html_text(f, short_name ? short_name + 1 : cname[i]);
             fprintf(f, "</text>\n");
         }
+        if (with_cos) {
+            fprintf(f, "<line x1=\"%.1f\" y1=\"10\" x2=\"%.1f\" y2=\"%d\" stroke=\"#c33\"/>\n", xr, xr, H + 10);
+            for (int tick = 0; tick <= 4; tick++) {
+                double c = clo + (1 - clo) * tick / 4, y = 10 + H - H * tick / 4.0;
+                fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" fill=\"#c33\">%.6f</text>\n", xr + 4, y + 3, c);
+            }
+            if (!isnan(pol->min_layer_hidden_cosine)) {
+                double y = 10 + H - H * (pol->min_layer_hidden_cosine - clo) / (1 - clo);
+                fprintf(f, "<line class=\"cosine-threshold\" x1=\"35\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#c33\" "
+                           "stroke-dasharray=\"4 3\"><title>min_layer_hidden_cosine %.6f</title></line>\n", y, xr, y,
+                        pol->min_layer_hidden_cosine);
+            }
+            fprintf(f, "<polyline class=\"cosine\" fill=\"none\" stroke=\"#c33\" stroke-width=\"1.5\" points=\"");
+            for (size_t i = 0; i < nc; i++)
+                fprintf(f, "%s%.1f,%.1f", i ? " " : "", 40 + (double)i * 18 + 7, 10 + H - H * (ccos[i] - clo) / (1 - clo));
+            fprintf(f, "\"/>\n");
+            for (size_t i = 0; i < nc; i++) {
+                fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\" fill=\"#c33\"><title>", 40 + (double)i * 18 + 7,
+                        10 + H - H * (ccos[i] - clo) / (1 - clo));
+                html_text(f, cname[i]);
+                fprintf(f, ": hidden-state cosine %.8f</title></circle>\n", ccos[i]);
+            }
+        }
         fprintf(f, "</svg>\n");
+    }
+    if (g_have_model) {
+        const model_stats *S = &g_model;
+        fprintf(f, "<h2>Model check (artifact vs source through the CPU runtime)</h2>\n<table class=\"model\">\n"
+                   "<tr><td>top-1 agreement</td><td>%.6f</td><td>%zu of %zu positions</td></tr>\n"
+                   "<tr><td>KL(source||artifact), nats</td><td>mean %.6g</td><td>max %.6g (prompt %zu position %zu)</td></tr>\n"
+                   "<tr><td>perplexity</td><td>artifact %.6g, source %.6g</td><td>ratio %.6f on %zu tokens (",
+                (double)S->agree / (double)S->positions, S->agree, S->positions, S->kl_sum / (double)S->positions,
+                S->kl_max, S->kl_max_prompt, S->kl_max_pos, S->ppl_art, S->ppl_src, S->ppl_art / S->ppl_src,
+                S->seq.n - S->seq.scored_from);
+        html_text(f, S->seq.origin);
+        fprintf(f, ")</td></tr>\n");
+        for (uint32_t l = 0; l < S->nhid; l++) {
+            char nm[64];
+            hid_name(l, S->nhid, nm, sizeof(nm));
+            fprintf(f, "<tr><td>hidden-state cosine %s</td><td>%.8f</td><td>lowest position %.8f (prompt %zu position "
+                       "%zu)</td></tr>\n", nm, hid_cosine(&S->hid[l]), S->hid[l].min_cos, S->hid[l].min_prompt,
+                    S->hid[l].min_pos);
+        }
+        fprintf(f, "</table>\n");
     }
     fprintf(f, "</body></html>\n");
     return fclose(f) == 0 ? 0 : -1;
@@ -974,6 +1882,100 @@ static void fingerprint(const char *dir, const char *const *names, size_t n, cha
         out[0] = 0;
 }
 
+/* The model check's figures ("model" in the report; docs/cli.md lists the fields). */
+static void put_model(lq_jw *w)
+{
+    const model_stats *S = &g_model;
+    lq_jw_key(w, "model");
+    lq_jw_begin_object(w);
+    lq_jw_key(w, "positions");
+    lq_jw_u64(w, S->positions);
+    lq_jw_key(w, "top1_agreement");
+    lq_jw_double(w, (double)S->agree / (double)S->positions, 8);
+    lq_jw_key(w, "mean_kl");
+    lq_jw_double(w, S->kl_sum / (double)S->positions, 8);
+    lq_jw_key(w, "max_kl");
+    lq_jw_double(w, S->kl_max, 8);
+    lq_jw_key(w, "max_kl_prompt");
+    lq_jw_u64(w, S->kl_max_prompt);
+    lq_jw_key(w, "max_kl_position");
+    lq_jw_u64(w, S->kl_max_pos);
+    lq_jw_key(w, "prompts");
+    lq_jw_begin_array(w);
+    for (size_t p = 0; p < S->nprompts; p++) {
+        const prompt_stat *ps = &S->pr[p];
+        lq_jw_begin_object(w);
+        lq_jw_key(w, "length");
+        lq_jw_u64(w, ps->len);
+        lq_jw_key(w, "top1_agreement");
+        lq_jw_double(w, (double)ps->agree / (double)ps->len, 8);
+        lq_jw_key(w, "first_disagreement");
+        if (ps->first_disagree < ps->len)
+            lq_jw_u64(w, ps->first_disagree);
+        else
+            lq_jw_null(w);
+        lq_jw_key(w, "mean_kl");
+        lq_jw_double(w, ps->kl_sum / (double)ps->len, 8);
+        lq_jw_key(w, "max_kl");
+        lq_jw_double(w, ps->kl_max, 8);
+        lq_jw_key(w, "max_kl_position");
+        lq_jw_u64(w, ps->kl_max_pos);
+        lq_jw_key(w, "ids");
+        lq_jw_begin_array(w);
+        for (size_t i = S->starts[p]; i < S->starts[p + 1]; i++)
+            lq_jw_u64(w, (uint64_t)S->ids[i]);
+        lq_jw_end_array(w);
+        lq_jw_end_object(w);
+    }
+    lq_jw_end_array(w);
+    lq_jw_key(w, "perplexity");
+    lq_jw_begin_object(w);
+    lq_jw_key(w, "origin");
+    lq_jw_string(w, S->seq.origin);
+    lq_jw_key(w, "temperature");
+    lq_jw_double(w, 1.0, 3);
+    lq_jw_key(w, "prefix_tokens");
+    lq_jw_u64(w, S->seq.scored_from);
+    lq_jw_key(w, "tokens");
+    lq_jw_u64(w, S->seq.n - S->seq.scored_from);
+    lq_jw_key(w, "source");
+    lq_jw_double(w, S->ppl_src, 8);
+    lq_jw_key(w, "artifact");
+    lq_jw_double(w, S->ppl_art, 8);
+    lq_jw_key(w, "ratio");
+    lq_jw_double(w, S->ppl_art / S->ppl_src, 8);
+    lq_jw_key(w, "ids");
+    lq_jw_begin_array(w);
+    for (size_t i = 0; i < S->seq.n; i++)
+        lq_jw_u64(w, (uint64_t)S->seq.ids[i]);
+    lq_jw_end_array(w);
+    lq_jw_end_object(w);
+    lq_jw_key(w, "hidden_cosine");
+    lq_jw_begin_array(w);
+    for (uint32_t l = 0; l < S->nhid; l++) {
+        char nm[64];
+        hid_name(l, S->nhid, nm, sizeof(nm));
+        lq_jw_begin_object(w);
+        lq_jw_key(w, "index");
+        lq_jw_u64(w, l);
+        lq_jw_key(w, "state");
+        lq_jw_string(w, nm);
+        lq_jw_key(w, "cosine");
+        lq_jw_double(w, hid_cosine(&S->hid[l]), 10);
+        lq_jw_key(w, "min_position_cosine");
+        lq_jw_double(w, S->hid[l].min_cos, 10);
+        lq_jw_key(w, "min_prompt");
+        lq_jw_u64(w, S->hid[l].min_prompt);
+        lq_jw_key(w, "min_position");
+        lq_jw_u64(w, S->hid[l].min_pos);
+        lq_jw_end_object(w);
+    }
+    lq_jw_end_array(w);
+    lq_jw_key(w, "seconds");
+    lq_jw_double(w, S->seconds, 4);
+    lq_jw_end_object(w);
+}
+
 static int write_report(const char *path, const char *artifact, const char *source, const lq_ckpt *ck,
                         const policy *pol, int verdict)
 {
@@ -1012,16 +2014,43 @@ static int write_report(const char *path, const char *artifact, const char *sour
         if (pol->required[i])
             lq_jw_string(w, checks[i].name);
     lq_jw_end_array(w);
-    struct { const char *k; double v; } th[] = {{"min_sqnr_db", pol->min_sqnr_db}, {"min_cosine", pol->min_cosine},
-                                                {"max_clip_frac", pol->max_clip_frac},
-                                                {"min_layer_sqnr_db", pol->min_layer_sqnr_db}};
     lq_jw_key(w, "thresholds");
     lq_jw_begin_object(w);
-    for (size_t k = 0; k < sizeof(th) / sizeof(th[0]); k++) {
-        lq_jw_key(w, th[k].k);
-        lq_jw_double(w, th[k].v, 8); /* null when not set */
+    for (size_t k = 0; k < NTHRESHOLDS; k++) {
+        lq_jw_key(w, threshold_keys[k].key);
+        lq_jw_double(w, threshold_val(pol, k), 8); /* null when not set */
     }
     lq_jw_end_object(w);
+    lq_jw_key(w, "model"); /* the settings of the model check in force; null: the check does not run */
+    if (pol->model.enabled) {
+        const model_policy *mp = &pol->model;
+        lq_jw_begin_object(w);
+        lq_jw_key(w, "prompts");
+        lq_jw_u64(w, mp->prompts);
+        if (mp->ids) {
+            lq_jw_key(w, "prompt_ids");
+            lq_jw_begin_array(w);
+            for (size_t p = 0; p < mp->prompts; p++) {
+                lq_jw_begin_array(w);
+                for (size_t i = mp->starts[p]; i < mp->starts[p + 1]; i++)
+                    lq_jw_u64(w, (uint64_t)mp->ids[i]);
+                lq_jw_end_array(w);
+            }
+            lq_jw_end_array(w);
+        } else {
+            lq_jw_key(w, "prompt_length");
+            lq_jw_u64(w, mp->prompt_length);
+            lq_jw_key(w, "seed");
+            lq_jw_u64(w, mp->seed);
+        }
+        lq_jw_key(w, "continuation_length");
+        lq_jw_u64(w, mp->continuation_length);
+        lq_jw_key(w, "sample_seed");
+        lq_jw_u64(w, mp->sample_seed);
+        lq_jw_end_object(w);
+    } else {
+        lq_jw_null(w);
+    }
     lq_jw_end_object(w);
     /* Bits per weight per module class, from the artifact's tensors (scale tensors add bytes but
      * no parameters; an MXFP4 weight stands for twice its bytes). */
@@ -1099,6 +2128,8 @@ static int write_report(const char *path, const char *artifact, const char *sour
         }
         lq_jw_end_array(w);
     }
+    if (g_have_model)
+        put_model(w);
     lq_jw_key(w, "checks");
     lq_jw_begin_array(w);
     for (size_t i = 0; i < NCHECKS; i++) {
@@ -1189,6 +2220,7 @@ int main(int argc, char **argv)
     struct stat sb;
     if (stat(artifact, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
         fprintf(stderr, "mimo-verify: %s: not a directory\n", artifact);
+        policy_free(&pol);
         return 3;
     }
     int unreadable = 0;
@@ -1227,7 +2259,7 @@ int main(int argc, char **argv)
     lq_ckpt *ck = NULL;
     int ci = check_index("container");
     if (enabled[ci] || enabled[check_index("tensors")] || enabled[check_index("inventory")] ||
-        enabled[check_index("drafter")] || enabled[check_index("accuracy")]) {
+        enabled[check_index("drafter")] || enabled[check_index("accuracy")] || enabled[check_index("model")]) {
         lq_error_clear(&err);
         if (lq_ckpt_open(artifact, NULL, &ck, &err) != LQ_OK) {
             /* Nothing that reads tensors can run: the container failure is reported even when the
@@ -1266,10 +2298,21 @@ int main(int argc, char **argv)
         check_accuracy(ck, source, &pol, threads);
     else if (enabled[ai])
         snprintf(checks[ai].detail, sizeof(checks[ai].detail), "no --source given");
+    int mdi = check_index("model");
+    if (enabled[mdi] && ck && source && pol.model.enabled)
+        check_model(artifact, source, &pol, threads);
+    else if (enabled[mdi])
+        snprintf(checks[mdi].detail, sizeof(checks[mdi].detail), "%s",
+                 !source ? "no --source given"
+                 : !pol.model.enabled ? "the policy has no \"model\" section"
+                                      : "the artifact's checkpoint cannot be opened");
     /* A required check that could not run fails the gate too. */
     for (size_t i = 0; i < NCHECKS; i++)
-        if (enabled[i] && pol.required[i] && !checks[i].ran)
-            result((int)i, 0, "required by the policy but not run (%s)", checks[i].detail[0] ? checks[i].detail : "skipped");
+        if (enabled[i] && pol.required[i] && !checks[i].ran) {
+            char why[sizeof(checks[i].detail)]; /* result() writes into detail: copy it first */
+            snprintf(why, sizeof(why), "%s", checks[i].detail[0] ? checks[i].detail : "skipped");
+            result((int)i, 0, "required by the policy but not run (%s)", why);
+        }
 
     int failed = 0;
     for (size_t i = 0; i < NCHECKS; i++) {
@@ -1287,7 +2330,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "mimo-verify: cannot write %s\n", report);
         rc = rc ? rc : 3;
     }
-    if (html && write_html(html, artifact, rc) != 0) {
+    if (html && write_html(html, artifact, rc, &pol) != 0) {
         fprintf(stderr, "mimo-verify: cannot write %s\n", html);
         rc = rc ? rc : 3;
     }
@@ -1299,5 +2342,7 @@ int main(int argc, char **argv)
     cJSON_Delete(man);
     free(g_items);
     free(g_layers);
+    model_stats_free(&g_model);
+    policy_free(&pol);
     return rc;
 }
