@@ -40,6 +40,7 @@
 #include <openssl/evp.h>
 
 #include "libquant/libquant.h"
+#include "runtime/dflash.h"
 #include "runtime/model.h"
 
 typedef struct check {
@@ -512,9 +513,9 @@ static const char *const default_policy =
     " \"required\": [\"manifest\", \"integrity\", \"container\", \"tensors\", \"inventory\"],"
     " \"thresholds\": {\"min_sqnr_db\": 17.0, \"min_cosine\": 0.99, \"max_clip_frac\": 0.05,"
     " \"min_layer_sqnr_db\": 17.5, \"min_top1_agreement\": 0.9, \"max_mean_kl\": 1e-05, \"max_kl\": 2.5e-05,"
-    " \"max_ppl_ratio\": 1.005, \"min_layer_hidden_cosine\": 0.9999},"
+    " \"max_ppl_ratio\": 1.005, \"min_layer_hidden_cosine\": 0.9999, \"min_dflash_tau_ratio\": 0.9},"
     " \"model\": {\"prompts\": 4, \"prompt_length\": 32, \"seed\": 1, \"continuation_length\": 32,"
-    " \"sample_seed\": 1}}";
+    " \"sample_seed\": 1, \"dflash_tokens\": 16}}";
 
 /* Limits of the "model" section (documented in docs/cli.md). */
 #define MODEL_MAX_PROMPTS 256
@@ -528,12 +529,14 @@ typedef struct model_policy {
     int32_t *ids;                           /* explicit "prompt_ids", concatenated; owned */
     size_t *starts;                         /* [prompts + 1] offsets into ids; owned */
     uint64_t continuation_length, sample_seed;
+    uint64_t dflash_tokens;                 /* greedy tokens per prompt for the DFlash comparison; 0 off */
 } model_policy;
 
 typedef struct policy {
     int required[16];
     double min_sqnr_db, min_cosine, max_clip_frac, min_layer_sqnr_db;
     double min_top1_agreement, max_mean_kl, max_kl, max_ppl_ratio, min_layer_hidden_cosine;
+    double min_dflash_tau_ratio, min_dflash_tau;
     model_policy model;
 } policy;
 
@@ -552,6 +555,8 @@ static const struct {
     {"max_kl", offsetof(policy, max_kl), 0, 1e6},
     {"max_ppl_ratio", offsetof(policy, max_ppl_ratio), 0, 1e6},
     {"min_layer_hidden_cosine", offsetof(policy, min_layer_hidden_cosine), -1, 1},
+    {"min_dflash_tau_ratio", offsetof(policy, min_dflash_tau_ratio), 0, 1e6},
+    {"min_dflash_tau", offsetof(policy, min_dflash_tau), 1, 4096},
 };
 #define NTHRESHOLDS (sizeof(threshold_keys) / sizeof(threshold_keys[0]))
 
@@ -610,7 +615,7 @@ static int policy_int(const char *path, const cJSON *obj, const char *sect, cons
 static int load_model_section(const char *path, const cJSON *m, model_policy *mp)
 {
     static const char *const known[] = {"prompts", "prompt_length", "seed", "prompt_ids", "continuation_length",
-                                        "sample_seed"};
+                                        "sample_seed", "dflash_tokens"};
     if (!cJSON_IsObject(m))
         return policy_error(path, "model", "POLICY_VALUE", "must be an object");
     for (const cJSON *ch = m->child; ch; ch = ch->next) {
@@ -622,7 +627,7 @@ static int load_model_section(const char *path, const cJSON *m, model_policy *mp
             snprintf(full, sizeof(full), "model.%.200s", ch->string);
             return policy_error(path, full, "POLICY_UNKNOWN_KEY",
                                 "unknown key (known: prompts, prompt_length, seed, prompt_ids, "
-                                "continuation_length, sample_seed)");
+                                "continuation_length, sample_seed, dflash_tokens)");
         }
     }
     mp->enabled = 1;
@@ -631,7 +636,9 @@ static int load_model_section(const char *path, const cJSON *m, model_policy *mp
     mp->seed = 1;
     mp->continuation_length = 32;
     mp->sample_seed = 1;
-    if (policy_int(path, m, "model", "prompts", 1, MODEL_MAX_PROMPTS, &mp->prompts) ||
+    mp->dflash_tokens = 16;
+    if (policy_int(path, m, "model", "dflash_tokens", 0, MODEL_MAX_LEN, &mp->dflash_tokens) ||
+        policy_int(path, m, "model", "prompts", 1, MODEL_MAX_PROMPTS, &mp->prompts) ||
         policy_int(path, m, "model", "prompt_length", 1, MODEL_MAX_LEN, &mp->prompt_length) ||
         policy_int(path, m, "model", "seed", 0, (uint64_t)1 << 53, &mp->seed) ||
         policy_int(path, m, "model", "continuation_length", 1, MODEL_MAX_LEN, &mp->continuation_length) ||
@@ -1018,8 +1025,14 @@ typedef struct model_stats {
     id_seq seq;                 /* the perplexity sequence */
     double ppl_src, ppl_art;
     double seconds;
-    /* A DFlash acceptance comparison (the artifact's drafter against the target, artifact vs
-     * source) will add its figures here and run in check_model after the perplexity step. */
+    /* DFlash acceptance: the artifact's drafter (ARTIFACT/dflash) drafting for the artifact and
+     * for the source (SOURCE/dflash when the source has one), greedy, the policy's prompts */
+    int dflash;                 /* 0: not run (no drafter, or dflash_tokens 0) */
+    char dflash_why[160];       /* why not, or which drafters */
+    uint32_t block;
+    size_t dsteps[2], dtokens[2];           /* [0] source, [1] artifact: target steps, tokens after the first */
+    size_t dhist[2][RT_MAX_BLOCK + 1];
+    double tau[2];
 } model_stats;
 
 static model_stats g_model;
@@ -1492,9 +1505,63 @@ static void check_model(const char *artifact, const char *source, const policy *
         }
     S->ppl_src = J.ppl[0];
     S->ppl_art = J.ppl[1];
-    /* A DFlash acceptance comparison (the artifact's drafter on the artifact vs on the source, over
-     * the same prompts) belongs here: its figures go into model_stats, its thresholds into the
-     * policy's "thresholds", its failures through model_fail below. */
+    /* 4: DFlash acceptance, greedy, on the same prompts: the artifact's drafter with the artifact
+     * and the source's (or else the artifact's) drafter with the source. A quantization that
+     * moves the target's argmax or the tapped hidden states shows up as a lower tau. */
+    if (pol->model.dflash_tokens > 0) {
+        char dd[2][4200];
+        snprintf(dd[1], sizeof(dd[1]), "%s/dflash", artifact);
+        snprintf(dd[0], sizeof(dd[0]), "%s/dflash", source);
+        struct stat sb;
+        if (stat(dd[1], &sb) != 0 || !S_ISDIR(sb.st_mode))
+            snprintf(S->dflash_why, sizeof(S->dflash_why), "no dflash/ in the artifact");
+        else {
+            if (stat(dd[0], &sb) != 0 || !S_ISDIR(sb.st_mode))
+                snprintf(dd[0], sizeof(dd[0]), "%s", dd[1]);
+            const rt_model *mm[2] = {ms, ma};
+            int32_t *gen = malloc(pol->model.dflash_tokens * sizeof(int32_t));
+            if (!gen) {
+                result(ci, 0, "out of memory");
+                goto done;
+            }
+            for (int i = 0; i < 2; i++) {
+                rt_drafter *dr = NULL;
+                lq_error derr;
+                if (rt_drafter_open(dd[i], mm[i], NULL, &dr, &derr) != LQ_OK) {
+                    result(ci, 0, "DFlash: the drafter %s with the %s: %s", dd[i], i ? "artifact" : "source",
+                           lq_error_format(&derr, buf, sizeof(buf)));
+                    free(gen);
+                    goto done;
+                }
+                S->block = rt_drafter_config(dr)->block_size;
+                for (size_t p = 0; p < np; p++) {
+                    rt_gen_opts go;
+                    memset(&go, 0, sizeof(go));
+                    go.max_tokens = pol->model.dflash_tokens;
+                    go.rt = (rt_opts){.threads = threads};
+                    rt_gen_stats gs;
+                    size_t ng = 0;
+                    if (rt_generate(mm[i], dr, ids + starts[p], starts[p + 1] - starts[p], &go, gen, &ng, &gs, &derr) !=
+                        LQ_OK) {
+                        result(ci, 0, "DFlash: prompt %zu on the %s: %s", p, i ? "artifact" : "source",
+                               lq_error_format(&derr, buf, sizeof(buf)));
+                        rt_drafter_close(dr);
+                        free(gen);
+                        goto done;
+                    }
+                    S->dsteps[i] += gs.steps;
+                    S->dtokens[i] += ng - 1;
+                    for (uint32_t b = 1; b <= S->block && b <= RT_MAX_BLOCK; b++)
+                        S->dhist[i][b] += gs.accept_hist[b];
+                }
+                rt_drafter_close(dr);
+                S->tau[i] = S->dsteps[i] ? (double)S->dtokens[i] / (double)S->dsteps[i] : 0;
+            }
+            free(gen);
+            S->dflash = 1;
+            snprintf(S->dflash_why, sizeof(S->dflash_why), "%s drafter for the source", strcmp(dd[0], dd[1]) ? "source's" : "artifact's");
+        }
+    }
     S->seconds = now_s() - t0;
     S->ids = ids;
     S->starts = starts;
@@ -1524,6 +1591,13 @@ static void check_model(const char *artifact, const char *source, const policy *
     if (!isnan(pol->max_kl) && !(S->kl_max <= pol->max_kl))
         model_fail(fails, sizeof(fails), &nfail, "KL(source||artifact) %.6g above %.6g nats at prompt %zu position %zu",
                    S->kl_max, pol->max_kl, S->kl_max_prompt, S->kl_max_pos);
+    if (S->dflash && !isnan(pol->min_dflash_tau_ratio) && !(S->tau[1] >= pol->min_dflash_tau_ratio * S->tau[0]))
+        model_fail(fails, sizeof(fails), &nfail,
+                   "DFlash acceptance length on the artifact %.3f below %.3f x the source's %.3f (%zu and %zu steps, "
+                   "block %u)", S->tau[1], pol->min_dflash_tau_ratio, S->tau[0], S->dsteps[1], S->dsteps[0], S->block);
+    if (S->dflash && !isnan(pol->min_dflash_tau) && !(S->tau[1] >= pol->min_dflash_tau))
+        model_fail(fails, sizeof(fails), &nfail, "DFlash acceptance length on the artifact %.3f below %.3f (%zu steps, block %u)",
+                   S->tau[1], pol->min_dflash_tau, S->dsteps[1], S->block);
     if (!isnan(pol->max_ppl_ratio) && !(ratio <= pol->max_ppl_ratio))
         model_fail(fails, sizeof(fails), &nfail,
                    "perplexity ratio artifact/source %.4f above %.4f (artifact %.4g, source %.4g on %zu tokens %s)",
@@ -1561,17 +1635,24 @@ static void check_model(const char *artifact, const char *source, const policy *
         char th[300] = "";
         const struct { const char *what; double v; } set[] = {
             {"top-1 >= ", pol->min_top1_agreement}, {"mean KL <= ", pol->max_mean_kl}, {"max KL <= ", pol->max_kl},
-            {"ratio <= ", pol->max_ppl_ratio}, {"cosine >= ", pol->min_layer_hidden_cosine}};
+            {"ratio <= ", pol->max_ppl_ratio}, {"cosine >= ", pol->min_layer_hidden_cosine},
+            {"tau ratio >= ", pol->min_dflash_tau_ratio}, {"tau >= ", pol->min_dflash_tau}};
         for (size_t k = 0; k < sizeof(set) / sizeof(set[0]); k++)
             if (!isnan(set[k].v)) {
                 size_t l = strlen(th);
                 snprintf(th + l, sizeof(th) - l, "%s%s%g", l ? ", " : "", set[k].what, set[k].v);
             }
+        char dfl[200];
+        if (S->dflash)
+            snprintf(dfl, sizeof(dfl), "DFlash tau artifact %.3f / source %.3f (block %u, %zu + %zu steps)", S->tau[1],
+                     S->tau[0], S->block, S->dsteps[1], S->dsteps[0]);
+        else
+            snprintf(dfl, sizeof(dfl), "DFlash not compared (%.150s)", S->dflash_why[0] ? S->dflash_why : "dflash_tokens 0");
         result(ci, 1, "%zu prompts, %zu positions: top-1 agreement %.4f, KL(source||artifact) mean %.3g max %.3g nats; "
                       "perplexity artifact %.4g / source %.4g = %.4f (%zu tokens %s); hidden-state cosine lowest %.8f "
-                      "(%s); %.2f s (thresholds: %s)",
+                      "(%s); %s; %.2f s (thresholds: %s)",
                np, S->positions, top1, mean_kl, S->kl_max, S->ppl_art, S->ppl_src, ratio, S->seq.n - S->seq.scored_from,
-               S->seq.origin, hid_cosine(&S->hid[lowest]), lname, S->seconds, th[0] ? th : "none set");
+               S->seq.origin, hid_cosine(&S->hid[lowest]), lname, dfl, S->seconds, th[0] ? th : "none set");
     }
 done:
     if (!g_have_model)
@@ -1654,7 +1735,7 @@ static int write_html(const char *path, const char *artifact, int verdict, const
             if (sscanf(names[k], "model.layers.%u%c", &layer, &tail) == 1 && (size_t)layer + 1 < nc) {
                 csq[layer + 1] = sq[k];
                 chas[layer + 1] = 1;
-                snprintf(ckey[layer + 1], 128, "%s", names[k]);
+                snprintf(ckey[layer + 1], 128, "%.100s", names[k]);
             }
         }
     } else {
@@ -1950,6 +2031,36 @@ static void put_model(lq_jw *w)
         lq_jw_u64(w, (uint64_t)S->seq.ids[i]);
     lq_jw_end_array(w);
     lq_jw_end_object(w);
+    lq_jw_key(w, "dflash");
+    if (!S->dflash)
+        lq_jw_null(w);
+    else {
+        lq_jw_begin_object(w);
+        lq_jw_key(w, "block_size");
+        lq_jw_u64(w, S->block);
+        lq_jw_key(w, "drafters");
+        lq_jw_string(w, S->dflash_why);
+        const char *side[2] = {"source", "artifact"};
+        for (int i = 0; i < 2; i++) {
+            lq_jw_key(w, side[i]);
+            lq_jw_begin_object(w);
+            lq_jw_key(w, "tau");
+            lq_jw_double(w, S->tau[i], 6);
+            lq_jw_key(w, "steps");
+            lq_jw_u64(w, S->dsteps[i]);
+            lq_jw_key(w, "tokens");
+            lq_jw_u64(w, S->dtokens[i]);
+            lq_jw_key(w, "accept_hist");
+            lq_jw_begin_array(w);
+            for (uint32_t b = 1; b <= S->block && b <= RT_MAX_BLOCK; b++)
+                lq_jw_u64(w, S->dhist[i][b]);
+            lq_jw_end_array(w);
+            lq_jw_end_object(w);
+        }
+        lq_jw_key(w, "tau_ratio");
+        lq_jw_double(w, S->tau[0] > 0 ? S->tau[1] / S->tau[0] : 0, 6);
+        lq_jw_end_object(w);
+    }
     lq_jw_key(w, "hidden_cosine");
     lq_jw_begin_array(w);
     for (uint32_t l = 0; l < S->nhid; l++) {
@@ -2047,6 +2158,8 @@ static int write_report(const char *path, const char *artifact, const char *sour
         lq_jw_u64(w, mp->continuation_length);
         lq_jw_key(w, "sample_seed");
         lq_jw_u64(w, mp->sample_seed);
+        lq_jw_key(w, "dflash_tokens");
+        lq_jw_u64(w, mp->dflash_tokens);
         lq_jw_end_object(w);
     } else {
         lq_jw_null(w);

@@ -299,6 +299,22 @@ int main(int argc, char **argv)
             CHECK_MSG(cv >= 0.9999 && cv < 1 - 1e-9, "hidden state %d: cosine %.9f", l, cv);
             CHECK(num(cJSON_GetArrayItem(hc, l), "min_position_cosine") <= cv);
         }
+        /* DFlash: the artifact's drafter on both models, 4 prompts x 16 tokens, block 8. The
+         * fixture's drafter is random: no draft is accepted on either side, so tau is exactly 1
+         * (one committed token per verify step, 15 steps per prompt) and the ratio 1. */
+        const cJSON *df = lq_json_get(m, "dflash");
+        CHECK(cJSON_IsObject(df));
+        CHECK_EQ_U64(num(df, "block_size"), 8);
+        for (int side = 0; side < 2; side++) {
+            const cJSON *sd = lq_json_get(df, side ? "artifact" : "source");
+            CHECK_EQ_U64(num(sd, "steps"), 60);
+            CHECK_EQ_U64(num(sd, "tokens"), 60);
+            CHECK_NEAR(num(sd, "tau"), 1.0, 0, 0);
+            const cJSON *h0 = cJSON_GetArrayItem(lq_json_get(sd, "accept_hist"), 0);
+            CHECK(cJSON_IsNumber(h0) && h0->valuedouble == 60);
+        }
+        CHECK_NEAR(num(df, "tau_ratio"), 1.0, 0, 0);
+        CHECK(log_has("default", "DFlash tau artifact 1.000 / source 1.000 (block 8, 60 + 60 steps)"));
         fprintf(stderr, "tiny FP8 -> MXFP4, default policy: top-1 %.6f, KL mean %.4g max %.4g, perplexity source %.6g "
                         "artifact %.6g ratio %.6f, %.3f s; hidden-state cosines:", top1, mkl, xkl, num(pp, "source"),
                 num(pp, "artifact"), num(pp, "ratio"), num(m, "seconds"));
@@ -351,7 +367,8 @@ int main(int argc, char **argv)
     l += snprintf(model_sec + l, sizeof(model_sec) - (size_t)l, "], [");
     for (size_t i = 0; i < ncut; i++)
         l += snprintf(model_sec + l, sizeof(model_sec) - (size_t)l, "%s%d", i ? ", " : "", cut[i]);
-    snprintf(model_sec + l, sizeof(model_sec) - (size_t)l, "]], \"continuation_length\": 4, \"sample_seed\": 7}");
+    snprintf(model_sec + l, sizeof(model_sec) - (size_t)l,
+             "]], \"continuation_length\": 4, \"sample_seed\": 7, \"dflash_tokens\": 0}");
     cJSON_Delete(r);
 
     /* 2. This file's own figures for the first prompt, and thread independence. */
@@ -360,7 +377,8 @@ int main(int argc, char **argv)
     l = snprintf(one_prompt, sizeof(one_prompt), "{\"prompt_ids\": [[");
     for (size_t i = 0; i < 8; i++)
         l += snprintf(one_prompt + l, sizeof(one_prompt) - (size_t)l, "%s%d", i ? ", " : "", p0[i]);
-    snprintf(one_prompt + l, sizeof(one_prompt) - (size_t)l, "]], \"continuation_length\": 4, \"sample_seed\": 7}");
+    snprintf(one_prompt + l, sizeof(one_prompt) - (size_t)l,
+             "]], \"continuation_length\": 4, \"sample_seed\": 7, \"dflash_tokens\": 0}");
     write_policy("one.json", none, one_prompt);
     snprintf(extra, sizeof(extra), "--only model --threads 1 --policy '%s/one.json' --report '%s/t1.json'", root, root);
     CHECK_EQ_U64(verify("t1", "art", "src", extra), 0);
@@ -456,6 +474,15 @@ int main(int argc, char **argv)
     CHECK_EQ_U64(verify("loose", "art", "src", extra), 0);
     CHECK(log_has("loose", "model      PASS"));
     cJSON_Delete(c);
+
+    /* DFlash thresholds: an absolute tau the random drafter cannot reach fails, named. */
+    write_text("tau.json", "{\"schema_version\": 1, \"required\": [], \"thresholds\": {\"min_dflash_tau\": 1.5, "
+                           "\"min_dflash_tau_ratio\": 0.9}, \"model\": {\"prompts\": 1, \"prompt_length\": 8, "
+                           "\"dflash_tokens\": 6}}");
+    snprintf(extra, sizeof(extra), "--only model --policy '%s/tau.json'", root);
+    CHECK_EQ_U64(verify("tau", "art", "src", extra), 1);
+    CHECK(log_has("tau", "DFlash acceptance length on the artifact 1.000 below 1.500 (5 steps, block 8)"));
+    CHECK(!log_has("tau", "x the source's"));
 
     /* 4. A source from another seed: other weights, same geometry. Top-1 agreement collapses
      * (chance level is 1/4096 per position) and the check fails with the default thresholds. */
@@ -564,7 +591,9 @@ int main(int argc, char **argv)
     CHECK_MSG(pb && pf && cJSON_Compare(lq_json_get(pb, "policy"), lq_json_get(pf, "policy"), 1),
               "the built-in policy and policy/default.json differ");
     const cJSON *pol = lq_json_get(pb, "policy");
-    CHECK_EQ_U64(cJSON_GetArraySize(lq_json_get(pol, "thresholds")), 9);
+    CHECK_EQ_U64(cJSON_GetArraySize(lq_json_get(pol, "thresholds")), 11);
+    CHECK_NEAR(num(lq_json_get(pol, "thresholds"), "min_dflash_tau_ratio"), 0.9, 1e-12, 0);
+    CHECK_EQ_U64(num(lq_json_get(pol, "model"), "dflash_tokens"), 16);
     CHECK(cJSON_IsObject(lq_json_get(pol, "model")));
     cJSON_Delete(pb), cJSON_Delete(pf);
 
