@@ -42,6 +42,7 @@
 #include "libquant/libquant.h"
 #include "runtime/dflash.h"
 #include "runtime/model.h"
+#include "runtime/tokenizer.h"
 
 typedef struct check {
     const char *name;
@@ -530,6 +531,7 @@ typedef struct model_policy {
     size_t *starts;                         /* [prompts + 1] offsets into ids; owned */
     uint64_t continuation_length, sample_seed;
     uint64_t dflash_tokens;                 /* greedy tokens per prompt for the DFlash comparison; 0 off */
+    char *text;                             /* "text": the perplexity sequence, tokenized; owned */
 } model_policy;
 
 typedef struct policy {
@@ -570,8 +572,10 @@ static void policy_free(policy *p)
 {
     free(p->model.ids);
     free(p->model.starts);
+    free(p->model.text);
     p->model.ids = NULL;
     p->model.starts = NULL;
+    p->model.text = NULL;
 }
 
 /* Prints "mimo-verify: policy FILE: KEY: RULE: message" and returns -1. Rules: POLICY_JSON (not
@@ -615,7 +619,7 @@ static int policy_int(const char *path, const cJSON *obj, const char *sect, cons
 static int load_model_section(const char *path, const cJSON *m, model_policy *mp)
 {
     static const char *const known[] = {"prompts", "prompt_length", "seed", "prompt_ids", "continuation_length",
-                                        "sample_seed", "dflash_tokens"};
+                                        "sample_seed", "dflash_tokens", "text"};
     if (!cJSON_IsObject(m))
         return policy_error(path, "model", "POLICY_VALUE", "must be an object");
     for (const cJSON *ch = m->child; ch; ch = ch->next) {
@@ -627,7 +631,7 @@ static int load_model_section(const char *path, const cJSON *m, model_policy *mp
             snprintf(full, sizeof(full), "model.%.200s", ch->string);
             return policy_error(path, full, "POLICY_UNKNOWN_KEY",
                                 "unknown key (known: prompts, prompt_length, seed, prompt_ids, "
-                                "continuation_length, sample_seed, dflash_tokens)");
+                                "continuation_length, sample_seed, dflash_tokens, text)");
         }
     }
     mp->enabled = 1;
@@ -644,6 +648,17 @@ static int load_model_section(const char *path, const cJSON *m, model_policy *mp
         policy_int(path, m, "model", "continuation_length", 1, MODEL_MAX_LEN, &mp->continuation_length) ||
         policy_int(path, m, "model", "sample_seed", 0, (uint64_t)1 << 53, &mp->sample_seed))
         return -1;
+    const cJSON *tx = lq_json_get(m, "text");
+    if (tx) {
+        if (!cJSON_IsString(tx) || !tx->valuestring[0] || strlen(tx->valuestring) > 65536)
+            return policy_error(path, "model.text", "POLICY_VALUE", "must be a non-empty string of at most 65536 bytes");
+        if (lq_json_get(m, "continuation_length") || lq_json_get(m, "sample_seed"))
+            return policy_error(path, "model.text", "POLICY_CONFLICT",
+                                "a text to score excludes \"continuation_length\" and \"sample_seed\"");
+        mp->text = strdup(tx->valuestring);
+        if (!mp->text)
+            return policy_error(path, "model.text", "POLICY_VALUE", "out of memory");
+    }
     const cJSON *ids = lq_json_get(m, "prompt_ids");
     if (!ids)
         return 0;
@@ -1313,6 +1328,8 @@ static void *model_worker(void *arg)
         if (j > P->np)
             break;
         if (j == 0) {
+            if (P->seq->n) /* a tokenized text, prepared before the pool */
+                continue;
             P->st[0] = seq_sample_source(P->ms, P->ids, P->starts[1], (size_t)P->cont, P->sample_seed, &P->o, P->seq,
                                          &P->err[0]);
             continue;
@@ -1454,6 +1471,40 @@ static void check_model(const char *artifact, const char *source, const policy *
     S->nhid = ca->num_hidden_layers + 1;
     S->pr = calloc(np, sizeof(prompt_stat));
     S->hid = calloc(S->nhid, sizeof(hid_stat));
+    if (pol->model.text) {
+        /* the text to score, encoded with the artifact's tokenizer (docs/tokenizer.md) */
+        char tp[4200];
+        snprintf(tp, sizeof(tp), "%s/tokenizer.json", artifact);
+        rt_tokenizer *tk = NULL;
+        int32_t *tids = NULL;
+        size_t tn = 0;
+        lq_error_clear(&err);
+        if (rt_tokenizer_open(tp, &tk, &err) != LQ_OK ||
+            rt_tokenizer_encode(tk, pol->model.text, strlen(pol->model.text), &tids, &tn, &err) != LQ_OK) {
+            result(ci, 0, "the policy's model.text needs the artifact's tokenizer: %s",
+                   lq_error_format(&err, buf, sizeof(buf)));
+            rt_tokenizer_close(tk);
+            goto done;
+        }
+        rt_tokenizer_close(tk);
+        size_t bad = tn;
+        for (size_t i = 0; i < tn && bad == tn; i++)
+            if (tids[i] < 0 || (uint32_t)tids[i] >= ca->vocab_size)
+                bad = i;
+        if (tn < 2 || tn > MODEL_MAX_LEN || bad < tn) {
+            if (bad < tn)
+                result(ci, 0, "model.text: token %zu is id %d, outside the model's vocabulary of %u (%s)", bad, tids[bad],
+                       ca->vocab_size, tp);
+            else
+                result(ci, 0, "model.text encodes to %zu tokens; 2..%d are scored", tn, MODEL_MAX_LEN);
+            free(tids);
+            goto done;
+        }
+        S->seq.ids = tids;
+        S->seq.n = tn;
+        S->seq.scored_from = 1; /* every token after the first is predicted */
+        snprintf(S->seq.origin, sizeof(S->seq.origin), "text");
+    }
     P = (model_pool){.ms = ms, .ma = ma, .ids = ids, .starts = starts, .np = np, .V = ca->vocab_size,
                      .H = ca->hidden_size, .nhid = S->nhid, .cont = pol->model.continuation_length,
                      .sample_seed = pol->model.sample_seed, .seq = &S->seq};
@@ -2013,8 +2064,11 @@ static void put_model(lq_jw *w)
     lq_jw_begin_object(w);
     lq_jw_key(w, "origin");
     lq_jw_string(w, S->seq.origin);
-    lq_jw_key(w, "temperature");
-    lq_jw_double(w, 1.0, 3);
+    lq_jw_key(w, "temperature"); /* of the sampling; null for a text */
+    if (strcmp(S->seq.origin, "text") == 0)
+        lq_jw_null(w);
+    else
+        lq_jw_double(w, 1.0, 3);
     lq_jw_key(w, "prefix_tokens");
     lq_jw_u64(w, S->seq.scored_from);
     lq_jw_key(w, "tokens");
@@ -2160,6 +2214,11 @@ static int write_report(const char *path, const char *artifact, const char *sour
         lq_jw_u64(w, mp->sample_seed);
         lq_jw_key(w, "dflash_tokens");
         lq_jw_u64(w, mp->dflash_tokens);
+        lq_jw_key(w, "text");
+        if (mp->text)
+            lq_jw_string(w, mp->text);
+        else
+            lq_jw_null(w);
         lq_jw_end_object(w);
     } else {
         lq_jw_null(w);

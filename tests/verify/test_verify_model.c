@@ -27,6 +27,7 @@
 #include "../harness.h"
 #include "libquant/libquant.h"
 #include "runtime/model.h"
+#include "runtime/tokenizer.h"
 
 static char root[] = "/tmp/mimo-vmodel-XXXXXX";
 static const char *VER;
@@ -483,6 +484,43 @@ int main(int argc, char **argv)
     CHECK_EQ_U64(verify("tau", "art", "src", extra), 1);
     CHECK(log_has("tau", "DFlash acceptance length on the artifact 1.000 below 1.500 (5 steps, block 8)"));
     CHECK(!log_has("tau", "x the source's"));
+
+    /* Perplexity on a text: the policy's text, encoded with the artifact's tokenizer.json (the
+     * fixture tokenizer copied into a copy of the artifact); the same ids as the tokenizer gives. */
+    const char *top0 = getenv("MIMO_SOURCE_ROOT") ? getenv("MIMO_SOURCE_ROOT") : ".";
+    CHECK(sh("cp -r '%s/art' '%s/art_tok' && cp '%s/fixtures/tokenizer/tokenizer.json' '%s/art_tok/'", root, root, top0,
+             root) == 0);
+    write_text("text.json", "{\"schema_version\": 1, \"required\": [], \"thresholds\": {\"max_ppl_ratio\": 1.005}, "
+                            "\"model\": {\"prompts\": 1, \"prompt_length\": 8, \"dflash_tokens\": 0, \"text\": "
+                            "\"The keeper climbed the stairs, lit the lamp and wrote: wind, weather, ships.\"}}");
+    snprintf(extra, sizeof(extra), "--only model --policy '%s/text.json' --report '%s/tx.json'", root, root);
+    CHECK_EQ_U64(verify("text", "art_tok", "src", extra), 0);
+    cJSON *tx = read_json("tx.json");
+    const cJSON *tpp = lq_json_get(lq_json_get(tx, "model"), "perplexity");
+    CHECK_STR(cJSON_GetStringValue(lq_json_get(tpp, "origin")), "text");
+    {
+        char tkp[1200];
+        snprintf(tkp, sizeof(tkp), "%s/fixtures/tokenizer/tokenizer.json", top0);
+        rt_tokenizer *tk = NULL;
+        int32_t *tid = NULL;
+        size_t tn = 0;
+        lq_error terr;
+        const char *txt = "The keeper climbed the stairs, lit the lamp and wrote: wind, weather, ships.";
+        CHECK(rt_tokenizer_open(tkp, &tk, &terr) == LQ_OK);
+        CHECK(tk && rt_tokenizer_encode(tk, txt, strlen(txt), &tid, &tn, &terr) == LQ_OK);
+        const cJSON *tids = lq_json_get(tpp, "ids");
+        CHECK_EQ_U64(cJSON_GetArraySize(tids), tn);
+        CHECK_EQ_U64(num(tpp, "tokens"), tn - 1);
+        for (size_t i = 0; i < tn && i < (size_t)cJSON_GetArraySize(tids); i++)
+            CHECK(cJSON_GetArrayItem(tids, (int)i)->valuedouble == tid[i]);
+        CHECK(num(tpp, "ratio") > 0.995 && num(tpp, "ratio") < 1.005);
+        free(tid);
+        rt_tokenizer_close(tk);
+    }
+    cJSON_Delete(tx);
+    /* without a tokenizer in the artifact the check fails and says why */
+    CHECK_EQ_U64(verify("notok", "art", "src", extra), 1);
+    CHECK(log_has("notok", "the policy's model.text needs the artifact's tokenizer"));
 
     /* 4. A source from another seed: other weights, same geometry. Top-1 agreement collapses
      * (chance level is 1/4096 per position) and the check fails with the default thresholds. */
