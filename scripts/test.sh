@@ -10,7 +10,7 @@ source "$here/env.sh"
 cd "$top"
 
 mimo_setup build || { echo "0 passed, 1 failed"; exit 1; }
-mimo_setup build-san -Dcuda=disabled -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug \
+mimo_setup build-san -Dcuda=disabled -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized \
   || { echo "0 passed, 1 failed"; exit 1; }
 
 meson test -C build --num-processes "$jobs" --print-errorlogs --no-suite slow

@@ -293,6 +293,9 @@ static void test_depth_and_limits(void)
     /* A huge nesting is refused by the pre-scan before cJSON recurses. */
     size_t n = 1000000;
     char *huge = malloc(n + 1);
+    CHECK(huge != NULL);
+    if (!huge)
+        return;
     memset(huge, '[', n);
     huge[n] = '\0';
     BAD(huge, "JSON_DEPTH");

@@ -105,9 +105,11 @@ int main(int argc, char **argv)
     const int sanitized = 0;
 #endif
 
-    /* 1, 2: greedy identity */
-    enum { NP = 80, NT = 40 };
-    int32_t prompt[NP], plain[NT], got[NT];
+    /* 1, 2: greedy identity (shorter generations under the sanitizers, which run ~10x slower; the
+     * prompt stays longer than every window) */
+    enum { NP = 80, NTMAX = 40 };
+    const size_t NT = sanitized ? 14 : NTMAX;
+    int32_t prompt[NP], plain[NTMAX], got[NTMAX];
     rand_ids(prompt, NP, V, 11);
     rt_gen_opts o = {0};
     o.max_tokens = NT;
@@ -121,6 +123,8 @@ int main(int argc, char **argv)
     const uint32_t blocks[3] = {2, 4, 8};
     for (int bi = 0; bi < 3; bi++)
         for (int orc = 0; orc < 2; orc++) {
+            if (sanitized && bi == 1)
+                continue;
             rt_gen_opts od = o;
             od.block = blocks[bi];
             if (orc)
@@ -167,9 +171,9 @@ int main(int argc, char **argv)
     {
         const lq_drafter_config *dc = rt_drafter_config(d);
         const uint32_t H = rt_model_config(m)->hidden_size, nt = dc->n_taps;
-        int32_t seq[NP + NT];
+        int32_t seq[NP + NTMAX];
         memcpy(seq, prompt, sizeof(prompt));
-        memcpy(seq + NP, plain, sizeof(plain));
+        memcpy(seq + NP, plain, NT * sizeof(int32_t));
         const size_t N = NP + NT;
         float *taps = malloc(N * nt * H * sizeof(float)), *l1 = malloc(7 * (size_t)V * sizeof(float)),
               *l2 = malloc(7 * (size_t)V * sizeof(float)), *l3 = malloc(7 * (size_t)V * sizeof(float));
@@ -292,7 +296,13 @@ int main(int argc, char **argv)
                    "%zu accepted drafts in %zu steps\n",
                    names[mode], NS, other, chi, df, df > 0 && df <= 30 ? chi2_999[df] : -1.0, accepted, steps);
             CHECK_EQ_U64(other, 0);
-            CHECK(df > 0 && df <= 30 && chi < chi2_999[df]);
+            /* Under the sanitizers the plain and drafter modes run too few times for any cell to
+             * expect 5 (they run there for memory safety only); the optimized build applies the
+             * test to all three. */
+            if (sanitized && mode < 2)
+                printf("  (chi-square not applied to %d runs under the sanitizers)\n", NS);
+            else
+                CHECK(df > 0 && df <= 30 && chi < chi2_999[df]);
             if (mode == 2)
                 CHECK(accepted > (size_t)NS / 4); /* the acceptance path really ran */
         }
