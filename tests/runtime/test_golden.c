@@ -9,45 +9,10 @@
  * about 1e-6 is expected, and 1e-4 leaves room for libm differences in exp/cos); every hidden
  * state likewise; prefill + single-token decode (and a rollback) bit-identical to one forward;
  * and the 32 greedy tokens identical, decoded with the KV cache. */
-#include <zstd.h>
-
 #include "../harness.h"
+#include "golden_io.h"
 #include "libquant/libquant.h"
 #include "runtime/model.h"
-
-static void *load_zst(const char *dir, const char *name, size_t *len)
-{
-    char p[1200];
-    snprintf(p, sizeof(p), "%s/%s", dir, name);
-    FILE *f = fopen(p, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    void *c = malloc((size_t)n);
-    size_t got = fread(c, 1, (size_t)n, f);
-    fclose(f);
-    unsigned long long size = ZSTD_getFrameContentSize(c, got);
-    void *out = size != ZSTD_CONTENTSIZE_ERROR && size != ZSTD_CONTENTSIZE_UNKNOWN ? malloc(size) : NULL;
-    if (out && ZSTD_isError(ZSTD_decompress(out, size, c, got))) {
-        free(out);
-        out = NULL;
-    }
-    free(c);
-    *len = out ? size : 0;
-    return out;
-}
-
-static double rel(const float *a, const float *b, size_t n)
-{
-    double e = 0, s = 0;
-    for (size_t i = 0; i < n; i++) {
-        e += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        s += (double)b[i] * b[i];
-    }
-    return sqrt(e / (s > 0 ? s : 1));
-}
 
 int main(int argc, char **argv)
 {

@@ -11,14 +11,14 @@
 #      equals the trainer's simulated decode tau within TAU_TOL; the pooled runtime tau > MIN_TAU
 #
 # usage: tests/train/smoke_drafter.sh [WORKDIR]
-# env:   BUILD (default build-train), PY (default /work/oracle-venv/bin/python, a venv with torch and
+# env:   BUILD (default build-train), PY (default python3; a Python with torch and
 #        transformers >= 5), STEPS (2000), NUM_SEQS (4096), GEN_TOKENS (32), BATCH (30), ANCHORS (8), LR (2e-3),
 #        MIN_TAU (1.5), TAU_TOL (0.25), THREADS (all cores)
 # Exit status 0 when every check passes, 1 otherwise. Takes ~15 minutes on 2 cores.
 set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BUILD=${BUILD:-build-train}
-PY=${PY:-/work/oracle-venv/bin/python}
+PY=${PY:-python3}
 STEPS=${STEPS:-2000}
 NUM_SEQS=${NUM_SEQS:-4096}
 GEN_TOKENS=${GEN_TOKENS:-32}
