@@ -60,14 +60,18 @@ import math
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 import zstandard
-from transformers import MiMoV2FlashConfig, MiMoV2FlashForCausalLM
+from transformers import MiMoV2FlashForCausalLM
 from transformers.cache_utils import DynamicCache, DynamicLayer
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "train"))
+import mimo_hub  # noqa: E402  (the hub dialect -> transformers' port, shared with the trainers)
 
 SEQ_SEED = 20261124  # golden_tiny.py's prompt generator: the first 48 ids equal tiny-bf16's prompt
 SEQ_LEN = 101
@@ -118,26 +122,6 @@ def write_zst(path, arr):
     data = np.ascontiguousarray(arr).tobytes()
     with open(path + ".zst", "wb") as f:
         f.write(zstandard.ZstdCompressor(level=19, write_content_size=True).compress(data))
-
-
-def hub_to_config(hub):
-    """Xiaomi's hub dialect -> the transformers port's (as golden_tiny.py)."""
-    drop = {"attention_chunk_size", "sliding_window_size", "n_shared_experts", "scoring_func", "topk_method",
-            "swa_num_attention_heads", "swa_num_key_value_heads", "swa_head_dim", "swa_v_head_dim",
-            "add_swa_attention_sink_bias", "add_full_attention_sink_bias"}
-    kw = {k: v for k, v in hub.items() if k not in drop}
-    kw["rms_norm_eps"] = kw.pop("layernorm_epsilon")
-    kw["layer_types"] = ["sliding_attention" if p == 1 else "full_attention" for p in kw.pop("hybrid_layer_pattern")]
-    kw["mlp_layer_types"] = ["sparse" if f == 1 else "dense" for f in kw.pop("moe_layer_freq")]
-    if kw.get("routed_scaling_factor") is None:
-        kw["routed_scaling_factor"] = 1.0
-    prf = kw.pop("partial_rotary_factor")
-    kw["rope_parameters"] = {
-        "full_attention": {"rope_type": "default", "rope_theta": kw.pop("rope_theta"), "partial_rotary_factor": prf},
-        "sliding_attention": {"rope_type": "default", "rope_theta": kw.pop("swa_rope_theta"),
-                              "partial_rotary_factor": prf},
-    }
-    return MiMoV2FlashConfig(**kw)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -379,7 +363,7 @@ def main():
         cmd = [a.mkfixture, "--preset", "tiny", "--variant", "bf16", "--seed", str(a.seed), "--out", src, "-q"]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         hub = json.load(open(os.path.join(src, "config.json")))
-        cfg = hub_to_config(hub)
+        cfg = mimo_hub.hub_to_port(hub)
         tr = os.path.join(work, "tr")
         shutil.copytree(src, tr, ignore=shutil.ignore_patterns("dflash"))
         cfg.save_pretrained(tr)

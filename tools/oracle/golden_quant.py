@@ -40,6 +40,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 
 import ml_dtypes
@@ -47,7 +48,10 @@ import numpy as np
 import torch
 import zstandard
 from safetensors.numpy import save_file
-from transformers import MiMoV2FlashConfig, MiMoV2FlashForCausalLM
+from transformers import MiMoV2FlashForCausalLM
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "train"))
+import mimo_hub  # noqa: E402  (the hub dialect -> transformers' port, shared with the trainers)
 
 PROMPT_SEED = 20261124  # golden_tiny.py's prompt generator
 PROMPT_LEN = 48
@@ -298,35 +302,6 @@ def sqnr_db(ref, x):
 # ---------------------------------------------------------------------------------------------
 # transformers.
 
-HUB_ONLY = {"attention_chunk_size", "sliding_window_size", "n_shared_experts", "scoring_func", "topk_method",
-            "swa_num_attention_heads", "swa_num_key_value_heads", "swa_head_dim", "swa_v_head_dim",
-            "add_swa_attention_sink_bias", "add_full_attention_sink_bias",
-            # the weights handed to transformers are already float32 with split q/k/v:
-            "quantization_config", "attention_projection_layout"}
-
-
-def hub_to_config(hub):
-    """Xiaomi's hub dialect -> the transformers port's (the port ignores hub keys; golden_tiny.py)."""
-    if hub["swa_num_key_value_heads"] != 2 * hub["num_key_value_heads"]:
-        raise ValueError("the transformers port hard-codes SWA KV heads = 2 x full KV heads")
-    kw = {k: v for k, v in hub.items() if k not in HUB_ONLY}
-    kw["architectures"] = ["MiMoV2FlashForCausalLM"]
-    kw["model_type"] = "mimo_v2_flash"
-    kw["rms_norm_eps"] = kw.pop("layernorm_epsilon")
-    kw["layer_types"] = ["sliding_attention" if p == 1 else "full_attention" for p in kw.pop("hybrid_layer_pattern")]
-    kw["mlp_layer_types"] = ["sparse" if f == 1 else "dense" for f in kw.pop("moe_layer_freq")]
-    if kw.get("routed_scaling_factor") is None:
-        kw["routed_scaling_factor"] = 1.0
-    prf = kw.pop("partial_rotary_factor")
-    kw["rope_parameters"] = {
-        "full_attention": {"rope_type": "default", "rope_theta": kw.pop("rope_theta"), "partial_rotary_factor": prf},
-        "sliding_attention": {"rope_type": "default", "rope_theta": kw.pop("swa_rope_theta"),
-                              "partial_rotary_factor": prf},
-    }
-    kw.pop("model_type")
-    return MiMoV2FlashConfig(**kw)
-
-
 def run_model(state, cfg, work, prompt):
     tr = os.path.join(work, "tr")
     os.makedirs(tr)
@@ -397,7 +372,7 @@ def main():
         for c in (cmd_bf16, cmd_fp8, cmd_mx):
             subprocess.run(c, check=True, stdout=subprocess.DEVNULL)
         hub = json.load(open(os.path.join(fp8_dir, "config.json")))
-        cfg = hub_to_config(hub)
+        cfg = mimo_hub.hub_to_port(hub)
         # The bf16 fixture (same seed) is the unquantized reference: decoded weights are compared with
         # it tensor by tensor (a wrong grid or nibble order shows as a collapsed SQNR).
         bf16_hub = json.load(open(os.path.join(bf16_dir, "config.json")))
@@ -486,7 +461,7 @@ def main():
             print(f"{label}: logits {logits.shape} hidden {hidden.shape} greedy {greedy.tolist()}")
         # The same path (decoded F32 file -> transformers) on the bf16 variant must give golden_tiny.py's
         # outputs; then how far quantization moves the outputs (information only).
-        if hub_to_config(bf16_hub).to_dict() != cfg.to_dict():
+        if mimo_hub.hub_to_port(bf16_hub).to_dict() != cfg.to_dict():
             raise RuntimeError("the bf16 and fp8 fixtures translate to different transformers configs")
         bf = run_model(ref, cfg, work, prompt)
         gdir = a.bf16_golden

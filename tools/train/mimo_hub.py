@@ -30,13 +30,17 @@ NANO = {
 
 
 def hub_to_port(hub):
-    """A MiMoV2FlashConfig from a hub-dialect dict."""
+    """A MiMoV2FlashConfig from a hub-dialect dict (either model type; the oracles and the trainers use it)."""
+    # keys the port does not know; the stored layout (quantization_config, the fused-qkv layout and
+    # its model_type) is the loader's business: the port is always given split, float weights
     drop = {"attention_chunk_size", "sliding_window_size", "n_shared_experts", "scoring_func", "topk_method",
             "swa_num_attention_heads", "swa_num_key_value_heads", "swa_head_dim", "swa_v_head_dim",
-            "add_swa_attention_sink_bias", "add_full_attention_sink_bias"}
+            "add_swa_attention_sink_bias", "add_full_attention_sink_bias", "quantization_config",
+            "attention_projection_layout", "model_type"}
     if hub["swa_num_key_value_heads"] != 2 * hub["num_key_value_heads"]:
-        raise SystemExit("the transformers port needs swa_num_key_value_heads = 2 x num_key_value_heads")
+        raise ValueError("the transformers port hard-codes SWA KV heads = 2 x full KV heads")
     kw = {k: v for k, v in hub.items() if k not in drop}
+    kw["architectures"] = ["MiMoV2FlashForCausalLM"]
     kw["rms_norm_eps"] = kw.pop("layernorm_epsilon")
     kw["layer_types"] = ["sliding_attention" if p == 1 else "full_attention" for p in kw.pop("hybrid_layer_pattern")]
     kw["mlp_layer_types"] = ["sparse" if f == 1 else "dense" for f in kw.pop("moe_layer_freq")]
