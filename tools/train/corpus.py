@@ -1,6 +1,6 @@
 """Builds the nano model's corpus and tokenizer from text that exists offline on the training host.
 
-usage: corpus.py OUTDIR [--vocab 8192] [--max-mb 256]
+usage: corpus.py OUTDIR [--vocab 8192] [--max-mb 256] [--tokenizer FILE]
 
 Code: every *.py file of the running Python's standard library and of its site-packages
 directories, deduplicated by content (SHA-256), files of 1 KB..256 KB only. Prose: the long
@@ -13,7 +13,9 @@ to OUTDIR/heldout_code.txt and OUTDIR/heldout_prose.txt (copied into the reposit
 Writes OUTDIR/tokenizer.json (Qwen2-style byte-level BPE, the configuration of
 tools/oracle/make_tokenizer.py, vocab ids 0..V-5 learned, then <|im_start|> <|im_end|>
 <|endoftext|> <|MASK|>), OUTDIR/{train,eval_code,eval_prose}.u16 (token ids, documents separated by
-<|endoftext|>), OUTDIR/corpus.json (counts, sizes, versions).
+<|endoftext|>), OUTDIR/corpus.json (counts, sizes, versions). With --tokenizer FILE no tokenizer is
+trained: the corpus is encoded with FILE (e.g. fixtures/nano/bf16/tokenizer.json, to rebuild the nano
+model's corpus on a fresh host).
 """
 import argparse
 import glob
@@ -155,6 +157,8 @@ def main():
     ap.add_argument("outdir")
     ap.add_argument("--vocab", type=int, default=8192)
     ap.add_argument("--max-mb", type=int, default=256)
+    ap.add_argument("--tokenizer", default=None,
+                    help="encode with this tokenizer.json instead of training one (rebuilds a model's corpus)")
     a = ap.parse_args()
     os.makedirs(a.outdir, exist_ok=True)
     code, prose = collect(a.max_mb << 20)
@@ -163,7 +167,12 @@ def main():
     tr_prose = [t for h, p, t in prose if not heldout_prose(h)]
     ev_code = [(p, t) for h, p, t in code if held(h)]
     ev_prose = [(p, t) for h, p, t in prose if heldout_prose(h)]
-    tok = train_tokenizer(tr_code + tr_prose + [mt.MULTISCRIPT] * 20, a.vocab)
+    if a.tokenizer:
+        tok = Tokenizer.from_file(a.tokenizer)
+        if tok.get_vocab_size() != a.vocab:
+            raise SystemExit(f"{a.tokenizer}: vocabulary {tok.get_vocab_size()}, not --vocab {a.vocab}")
+    else:
+        tok = train_tokenizer(tr_code + tr_prose + [mt.MULTISCRIPT] * 20, a.vocab)
     tok.save(os.path.join(a.outdir, "tokenizer.json"), pretty=True)
     for name, items in (("heldout_code.txt", ev_code), ("heldout_prose.txt", ev_prose)):
         with open(os.path.join(a.outdir, name), "w") as f:

@@ -79,13 +79,14 @@ class TapTarget:
         return f
 
     @torch.no_grad()
-    def taps_of(self, ids):
-        """ids [S, T] long -> taps [S, T, n * Ht] float32 (concatenated in the order of the ids)."""
+    def taps_of(self, ids, with_last=False):
+        """ids [S, T] long -> taps [S, T, n * Ht] float32 (concatenated in the order of the ids); with_last:
+        (taps, the final-normed hidden states [S, T, Ht], whose lm_head rows are the target's logits)."""
         self._cap = {}
-        self.model.model(ids)  # decoder only: no lm_head needed
+        last = self.model.model(ids).last_hidden_state  # decoder only: the lm_head is applied by the caller
         out = torch.cat([self._cap[l].float() for l in self.taps], dim=-1)
         self._cap = {}
-        return out
+        return (out, last) if with_last else out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,9 +5,10 @@ usage: train_drafter.py train TARGET_DIR OUTDIR [options]     generate data, tra
        train_drafter.py eval TARGET_DIR DRAFTER_DIR OUTDIR     simulated greedy DFlash decode (held-out)
        train_drafter.py parity MKFIXTURE                       this forward vs tools/oracle/dflash_oracle.py
 
-Data (shared/reference/dflash.md 4): prompts are windows of --prompt-len ids from --prompt-file
-(.u16 / .i32 raw little-endian ids, .npy, or text with ids separated by commas, blanks or newlines;
-the last 5% of the file is kept for the held-out prompts), else uniform random ids below
+Data (shared/reference/dflash.md 4): prompts are windows of --prompt-len ids (a list N,N,...
+splits the sequences evenly over several lengths) from --prompt-file (.u16 / .i32 raw little-endian
+ids, .npy, or text with ids separated by commas, blanks or newlines; the last 5% of the file is kept
+for the held-out prompts unless --eval-file gives them), else uniform random ids below
 --random-vocab (default vocab_size - 8, clear of the special ids at the top). The target
 (transformers' MiMoV2FlashForCausalLM in float32, loaded from TARGET_DIR in our hub dialect)
 continues each prompt by --gen-tokens tokens, greedy with --temperature 0 (the default) or sampled at
@@ -67,7 +68,8 @@ import dflash_model as dm  # noqa: E402
 FIXED = ("taps", "layers", "heads", "kv_heads", "head_dim", "intermediate", "block", "window", "rope_theta",
          "partial_rotary", "value_scale", "no_sinks", "mask_id", "rms_eps", "seed", "prompt_file", "prompt_len",
          "gen_tokens", "num_seqs", "temperature", "stop_at_eos", "random_vocab", "steps", "lr", "warmup",
-         "min_lr_ratio", "batch", "anchors", "gamma", "weight_decay", "clip", "init_std")
+         "min_lr_ratio", "batch", "anchors", "gamma", "weight_decay", "clip", "init_std", "soft_labels",
+         "online_taps")
 
 
 def log(msg):
@@ -91,23 +93,49 @@ def read_ids(path):
         raise SystemExit(f"{path}: not a list of integer token ids ({e})")
 
 
-def make_prompts(a, vocab, n, rng, heldout):
-    """n prompts [n, prompt_len] int64: windows of the prompt file (train part or held-out tail) or random ids."""
+def int_list(text):
+    """"32" or "32,64,128" -> [32] / [32, 64, 128] (argparse type)."""
+    try:
+        v = [int(x) for x in str(text).split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected N or N,N,...")
+    if not v or min(v) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: lengths must be >= 1")
+    return v
+
+
+def make_prompts(a, vocab, n, rng, heldout, plen):
+    """n prompts [n, plen] int64: windows of the prompt file (train part; held out: --eval-file when given,
+    else the file's last 5%) or random ids."""
     if a.prompt_file:
-        ids = read_ids(a.prompt_file)
+        path = getattr(a, "eval_file", None) if heldout else None
+        ids = read_ids(path or a.prompt_file)
         if ids.min() < 0 or ids.max() >= vocab:
-            raise SystemExit(f"{a.prompt_file}: ids outside 0..{vocab - 1}")
+            raise SystemExit(f"{path or a.prompt_file}: ids outside 0..{vocab - 1}")
         cut = int(len(ids) * 0.95)
-        lo, hi = (cut, len(ids)) if heldout else (0, cut)
-        if hi - lo < a.prompt_len + 1:
-            raise SystemExit(f"{a.prompt_file}: {hi - lo} ids in the {'held-out' if heldout else 'training'} part, "
-                             f"fewer than --prompt-len {a.prompt_len}")
-        starts = rng.integers(lo, hi - a.prompt_len, size=n)
-        return np.stack([ids[s:s + a.prompt_len] for s in starts])
+        lo, hi = ((0, len(ids)) if path else (cut, len(ids))) if heldout else (0, cut)
+        if hi - lo < plen + 1:
+            raise SystemExit(f"{path or a.prompt_file}: {hi - lo} ids in the {'held-out' if heldout else 'training'} "
+                             f"part, fewer than the prompt length {plen}")
+        if getattr(a, "prompt_sampling", "stream") == "doc":
+            # a document uniformly (documents are separated by the <|endoftext|> id, --doc-sep-id), then a
+            # window inside it: every file weighs the same, as in mimo-eval's prompt rule, where windows
+            # drawn uniformly over the stream favour long files
+            part = ids[lo:hi]
+            cuts = np.flatnonzero(part == a.doc_sep_id)
+            bounds = np.concatenate(([0], cuts + 1, [len(part)]))
+            docs = [(lo + b0, lo + b1) for b0, b1 in zip(bounds[:-1], bounds[1:]) if b1 - b0 > plen]
+            if not docs:
+                raise SystemExit(f"{path or a.prompt_file}: no document longer than the prompt length {plen}")
+            pick = rng.integers(0, len(docs), size=n)
+            starts = [int(rng.integers(docs[d][0], docs[d][1] - plen)) for d in pick]
+        else:
+            starts = rng.integers(lo, hi - plen, size=n)
+        return np.stack([ids[s:s + plen] for s in starts])
     top = a.random_vocab or vocab - 8
     if not 1 <= top <= vocab:
         raise SystemExit(f"--random-vocab {top} outside 1..{vocab}")
-    return rng.integers(0, top, size=(n, a.prompt_len)).astype(np.int64)
+    return rng.integers(0, top, size=(n, plen)).astype(np.int64)
 
 
 @torch.no_grad()
@@ -148,20 +176,24 @@ def generate(model, hub, prompts, new_tokens, temperature, stop_at_eos, gen_batc
 
 @torch.no_grad()
 def compute_taps(tt, tok, batch, device, dtype):
-    out = []
+    out = None
     for i in range(0, len(tok), batch):
-        out.append(tt.taps_of(tok[i:i + batch].to(device)).to(dtype))
-    return torch.cat(out)
+        t = tt.taps_of(tok[i:i + batch].to(device)).to(dtype)
+        if out is None:  # one allocation: a concatenation would hold the data twice
+            out = torch.empty((len(tok),) + tuple(t.shape[1:]), dtype=dtype, device=t.device)
+        out[i:i + len(t)] = t
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
 # Loss and statistics.
 
-def sample_anchors(lens, P, A, gen):
-    """anchors [S, A] drawn without replacement from P..len-2 (with replacement when fewer exist)."""
+def sample_anchors(lens, plens, A, gen):
+    """anchors [S, A] drawn without replacement from P_i..len_i-2 (with replacement when fewer exist)."""
     S = len(lens)
     anchors = torch.empty(S, A, dtype=torch.long)
     for i in range(S):
+        P = int(plens[i])
         n = int(lens[i]) - 1 - P
         if n <= 0:
             raise SystemExit(f"a sequence of length {int(lens[i])} has no anchor after the prompt of {P}")
@@ -172,8 +204,23 @@ def sample_anchors(lens, P, A, gen):
     return anchors
 
 
-def block_loss(model, taps, tok, lens, anchors, gamma, B):
-    """Returns (loss, stats) with stats = dict of summed counts for acc_k and tau_block."""
+def soft_targets(lm_head, last, anchors, B):
+    """The target's next-token distributions for the draft rows: row k of the block at anchor a is
+    labelled x_{a+k}, which the target predicts from position a+k-1. last [S, T, H] final-normed
+    hidden states -> probabilities [S, A, B-1, V] (positions past the end are clamped; their rows
+    are masked by block_loss)."""
+    S, A = anchors.shape
+    T, H = last.shape[1], last.shape[2]
+    k = torch.arange(1, B, device=last.device)
+    pos = (anchors[:, :, None] + k - 1).clamp(max=T - 1).reshape(S, -1, 1).expand(-1, -1, H)
+    h = torch.gather(last, 1, pos).view(S, A, B - 1, H)
+    return torch.softmax(lm_head(h).float(), -1)
+
+
+def block_loss(model, taps, tok, lens, anchors, gamma, B, soft=None, soft_w=0.0):
+    """Returns (loss, stats) with stats = dict of summed counts for acc_k and tau_block. With soft
+    ([S, A, B-1, V] target probabilities), the per-row loss is (1 - soft_w) x CE(label) + soft_w x
+    CE(soft) (distillation on the target's whole distribution; the label is its argmax)."""
     S, A = anchors.shape
     hid = model(taps, tok, anchors, block=B)  # [S, A, B-1, H]
     logits = model.logits(hid).float()
@@ -183,7 +230,10 @@ def block_loss(model, taps, tok, lens, anchors, gamma, B):
     labels = torch.gather(tok, 1, lab_pos.clamp(max=tok.shape[1] - 1).reshape(S, -1)).view(S, A, B - 1)
     ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="none").view(S, A, B - 1)
     w = torch.exp(-(k - 1).float() / gamma)[None, None, :] * valid
-    loss = (ce * w).sum() / w.sum().clamp(min=1e-9)
+    row = ce
+    if soft is not None and soft_w > 0:
+        row = (1 - soft_w) * ce + soft_w * -(soft * F.log_softmax(logits, -1)).sum(-1)
+    loss = (row * w).sum() / w.sum().clamp(min=1e-9)
     with torch.no_grad():
         right = (logits.argmax(-1) == labels) & valid
         full = valid.all(-1)
@@ -344,7 +394,8 @@ def cmd_train(a):
     # data
     gen_meta = {k: getattr(a, k) for k in ("seed", "prompt_file", "prompt_len", "gen_tokens", "num_seqs",
                                            "temperature", "stop_at_eos", "random_vocab", "eval_prompts",
-                                           "eval_tokens")}
+                                           "eval_tokens", "eval_file", "eval_prompt_len", "prompt_sampling",
+                                           "doc_sep_id")}
     gen_meta["target"] = os.path.abspath(a.target)
     if os.path.exists(data_path):
         data = torch.load(data_path, map_location="cpu", weights_only=False)
@@ -354,24 +405,43 @@ def cmd_train(a):
         log(f"data: {data_path} reused ({len(data['tokens'])} sequences)")
     else:
         rng = np.random.default_rng(a.seed)
-        prompts = make_prompts(a, hub["vocab_size"], a.num_seqs, rng, heldout=False)
-        tok, lens = generate(model_t, hub, prompts, a.gen_tokens, a.temperature, a.stop_at_eos, a.gen_batch, dev,
-                             a.seed, "train data")
+        # the sequences are split evenly over the prompt lengths (the first ones take the remainder)
+        L, parts = len(a.prompt_len), []
+        for j, plen in enumerate(a.prompt_len):
+            n = a.num_seqs // L + (1 if j < a.num_seqs % L else 0)
+            prompts = make_prompts(a, hub["vocab_size"], n, rng, heldout=False, plen=plen)
+            t, l = generate(model_t, hub, prompts, a.gen_tokens, a.temperature, a.stop_at_eos, a.gen_batch, dev,
+                            a.seed + j, f"train data (prompt {plen})")
+            parts.append((t, l, torch.full((n,), plen, dtype=torch.long)))
+        width = max(t.shape[1] for t, _, _ in parts)
+        tok = torch.cat([F.pad(t, (0, width - t.shape[1])) for t, _, _ in parts])
+        lens = torch.cat([l for _, l, _ in parts])
+        plens = torch.cat([p for _, _, p in parts])
         erng = np.random.default_rng(a.seed + 7919)
-        eprompts = make_prompts(a, hub["vocab_size"], a.eval_prompts, erng, heldout=True)
+        eplen = a.eval_prompt_len or a.prompt_len[0]
+        eprompts = make_prompts(a, hub["vocab_size"], a.eval_prompts, erng, heldout=True, plen=eplen)
         etok, _ = generate(model_t, hub, eprompts, a.eval_tokens, 0.0, False, a.gen_batch, dev, a.seed, "eval data")
-        data = {"meta": gen_meta, "tokens": tok, "lens": lens, "prompt_len": a.prompt_len,
-                "eval": {"tokens": etok, "prompt_len": a.prompt_len, "new": a.eval_tokens},
+        data = {"meta": gen_meta, "tokens": tok, "lens": lens, "plens": plens,
+                "eval": {"tokens": etok, "prompt_len": eplen, "new": a.eval_tokens},
                 "seconds": time.time() - t_start}
         torch.save(data, data_path + ".tmp")
         os.replace(data_path + ".tmp", data_path)
         log(f"data: {len(tok)} sequences of {tok.shape[1]} tokens generated in {data['seconds']:.0f} s")
-    tok, lens, P = data["tokens"], data["lens"], data["prompt_len"]
+    tok, lens, plens = data["tokens"], data["lens"], data["plens"]
+    if a.data_only:
+        log("--data-only: data written, stopping")
+        return
     t0 = time.time()
-    tap_dtype = torch.bfloat16 if a.tap_dtype == "bf16" else torch.float32
-    taps_all = compute_taps(tt, tok, a.gen_batch, dev, tap_dtype)
-    log(f"taps: {tuple(taps_all.shape)} {a.tap_dtype} in {time.time() - t0:.0f} s "
-        f"({taps_all.numel() * taps_all.element_size() / 2**20:.0f} MiB)")
+    taps_all = None
+    if not a.online_taps:
+        tap_dtype = torch.bfloat16 if a.tap_dtype == "bf16" else torch.float32
+        taps_all = compute_taps(tt, tok, a.gen_batch, dev, tap_dtype)
+        log(f"taps: {tuple(taps_all.shape)} {a.tap_dtype} in {time.time() - t0:.0f} s "
+            f"({taps_all.numel() * taps_all.element_size() / 2**20:.0f} MiB)")
+    elif a.soft_labels == 0:
+        log("taps: computed for each batch (--online-taps)")
+    if a.soft_labels > 0 and not a.online_taps:
+        raise SystemExit("--soft-labels needs --online-taps (the target's distributions come from its forward)")
 
     eval_taps = compute_taps(tt, data["eval"]["tokens"], a.gen_batch, dev, torch.float32) if a.eval_every else None
     model = dm.Drafter(cfg, model_t.model.embed_tokens.weight, model_t.lm_head.weight).to(dev)
@@ -413,10 +483,19 @@ def cmd_train(a):
         idx = torch.randint(0, len(tok), (a.batch,), generator=gen)
         bl = lens[idx]
         T = int(bl.max())
-        anchors = sample_anchors(bl, P, a.anchors, gen)
-        taps = taps_all[idx, :T].to(dev).float()
+        anchors = sample_anchors(bl, plens[idx], a.anchors, gen)
         btok = tok[idx, :T].to(dev)
-        loss, st = block_loss(model, taps, btok, bl, anchors.to(dev), a.gamma, B)
+        anchors = anchors.to(dev)
+        soft = None
+        if taps_all is not None:
+            taps = taps_all[idx, :T].to(dev).float()
+        elif a.soft_labels > 0:
+            taps, last = tt.taps_of(btok, with_last=True)
+            with torch.no_grad():
+                soft = soft_targets(model_t.lm_head, last, anchors, B)
+        else:
+            taps = tt.taps_of(btok)
+        loss, st = block_loss(model, taps, btok, bl, anchors, a.gamma, B, soft, a.soft_labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(model.parameters(), a.clip)
@@ -442,7 +521,8 @@ def cmd_train(a):
                 + (f"; held-out tau_est {rec['heldout']['tau_est']:.3f} tau_block {rec['heldout']['tau_block']:.3f}"
                    if "heldout" in rec else ""))
             acc, t_log, n_log, loss_sum = None, time.time(), 0, 0.0
-        out_of_time = a.max_minutes and (time.time() - t_train) > 60 * a.max_minutes
+        out_of_time = ((a.max_minutes and (time.time() - t_train) > 60 * a.max_minutes)
+                       or (a.deadline and time.time() > a.deadline))
         stop_now = a.stop_after and step >= a.stop_after
         if step % a.ckpt_every == 0 or step == a.steps or out_of_time or stop_now:
             save_ckpt(ckpt_path, model, opt, sched, step, gen, a, cfg)
@@ -451,7 +531,7 @@ def cmd_train(a):
             stopped = True
             break
         if out_of_time:
-            log(f"--max-minutes {a.max_minutes} reached at step {step}: checkpoint written")
+            log(f"time limit (--max-minutes / --deadline) reached at step {step}: checkpoint written")
             stopped = True
             break
     train_s = time.time() - t_train
@@ -486,7 +566,7 @@ def cmd_eval(a):
     model = dm.load_exported(a.drafter, model_t, hub).to(a.device)
     tt = dm.TapTarget(model_t, model.cfg["target_layer_ids"])
     rng = np.random.default_rng(a.seed + 7919)
-    prompts = make_prompts(a, hub["vocab_size"], a.eval_prompts, rng, heldout=True)
+    prompts = make_prompts(a, hub["vocab_size"], a.eval_prompts, rng, heldout=True, plen=a.prompt_len)
     etok, _ = generate(model_t, hub, prompts, a.eval_tokens, 0.0, False, a.gen_batch, a.device, a.seed, "eval data")
     rep = evaluate(model, tt, {"tokens": etok, "prompt_len": a.prompt_len, "new": a.eval_tokens}, a.device,
                    model.B, a.gamma, a.gen_batch)
@@ -564,7 +644,8 @@ def main():
     m.add_argument("--init-std", type=float, default=0.02)
     d = t.add_argument_group("data")
     d.add_argument("--prompt-file", default=None)
-    d.add_argument("--prompt-len", type=int, default=16)
+    d.add_argument("--prompt-len", type=int_list, default=[16],
+                   help="prompt length, or several (N,N,...): the sequences are split evenly over them")
     d.add_argument("--random-vocab", type=int, default=0, help="random prompt ids below this (default vocab - 8)")
     d.add_argument("--num-seqs", type=int, default=256)
     d.add_argument("--gen-tokens", type=int, default=96)
@@ -572,13 +653,25 @@ def main():
     d.add_argument("--stop-at-eos", type=int, default=1, choices=(0, 1))
     d.add_argument("--gen-batch", type=int, default=64)
     d.add_argument("--tap-dtype", choices=("f32", "bf16"), default="f32")
+    d.add_argument("--online-taps", action="store_true",
+                   help="compute each batch's taps with a target forward instead of storing all (memory: tokens only)")
+    d.add_argument("--data-only", action="store_true", help="generate OUTDIR/data.pt and stop")
     d.add_argument("--eval-prompts", type=int, default=4)
+    d.add_argument("--eval-file", default=None,
+                   help="held-out prompts from these ids (e.g. CORPUS/eval_code.u16; default: the last 5%% of "
+                        "--prompt-file)")
+    d.add_argument("--eval-prompt-len", type=int, default=0, help="default: the first --prompt-len")
+    d.add_argument("--prompt-sampling", choices=("stream", "doc"), default="stream",
+                   help="prompt windows uniform over the id stream (default) or a uniform document first")
+    d.add_argument("--doc-sep-id", type=int, default=8190, help="document separator id for --prompt-sampling doc")
     d.add_argument("--eval-tokens", type=int, default=64)
     o = t.add_argument_group("optimization")
     o.add_argument("--steps", type=int, default=1000)
     o.add_argument("--batch", type=int, default=8, help="sequences per step")
     o.add_argument("--anchors", type=int, default=64, help="anchors (blocks) per sequence")
     o.add_argument("--gamma", type=float, default=4.0)
+    o.add_argument("--soft-labels", type=float, default=0.0,
+                   help="weight of distillation on the target's distribution (0..1; needs --online-taps)")
     o.add_argument("--lr", type=float, default=6e-4)
     o.add_argument("--warmup", type=float, default=0.04)
     o.add_argument("--min-lr-ratio", type=float, default=0.0)
@@ -593,6 +686,8 @@ def main():
     r.add_argument("--eval-every", type=int, default=0, help="held-out random-anchor statistics every N steps "
                    "(at a logging step; 0 = only at the end)")
     r.add_argument("--max-minutes", type=float, default=0)
+    r.add_argument("--deadline", type=float, default=0,
+                   help="stop training (checkpoint, evaluate, export) at this Unix time")
     r.add_argument("--stop-after", type=int, default=0, help="checkpoint and stop after this step (tests resume)")
     r.add_argument("--resume", action="store_true")
     r.add_argument("--export-to", default=None)
@@ -604,7 +699,7 @@ def main():
     v.add_argument("target")
     v.add_argument("drafter")
     v.add_argument("out")
-    for k, val in (("--prompt-file", None), ("--prompt-len", 16), ("--random-vocab", 0), ("--eval-prompts", 4),
+    for k, val in (("--prompt-file", None), ("--eval-file", None), ("--prompt-len", 16), ("--random-vocab", 0), ("--eval-prompts", 4),
                    ("--eval-tokens", 64), ("--seed", 0), ("--gen-batch", 64), ("--threads", 0), ("--gamma", 4.0)):
         v.add_argument(k, type=type(val) if val is not None else str, default=val)
     v.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
