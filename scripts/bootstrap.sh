@@ -6,7 +6,7 @@
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 
-pkgs=(build-essential pkg-config ninja-build libcjson-dev libssl-dev libzstd-dev libpcre2-dev python3 python3-venv)
+pkgs=(build-essential pkg-config ninja-build libcjson-dev libssl-dev libzstd-dev zstd libpcre2-dev python3 python3-venv)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
