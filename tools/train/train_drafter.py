@@ -69,7 +69,7 @@ FIXED = ("taps", "layers", "heads", "kv_heads", "head_dim", "intermediate", "blo
          "partial_rotary", "value_scale", "no_sinks", "mask_id", "rms_eps", "seed", "prompt_file", "prompt_len",
          "gen_tokens", "num_seqs", "temperature", "stop_at_eos", "random_vocab", "steps", "lr", "warmup",
          "min_lr_ratio", "batch", "anchors", "gamma", "weight_decay", "clip", "init_std", "soft_labels",
-         "online_taps")
+         "online_taps", "init_from")
 
 
 def log(msg):
@@ -149,7 +149,9 @@ def generate(model, hub, prompts, new_tokens, temperature, stop_at_eos, gen_batc
     for i in range(0, len(prompts), gen_batch):
         x = torch.from_numpy(prompts[i:i + gen_batch]).to(device)
         cache = DynamicCache(config=model.config)
-        logits = model(x, past_key_values=cache, use_cache=True).logits[:, -1].float()
+        # only the last position's logits: a batch of 8192 prompts of 128 ids would otherwise hold
+        # 8192 x 128 x vocab floats
+        logits = model(x, past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1].float()
         toks = [x]
         for j in range(new_tokens):
             if temperature > 0:
@@ -454,6 +456,16 @@ def cmd_train(a):
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, a.steps, warm, a.min_lr_ratio))
     gen = torch.Generator().manual_seed(a.seed)
     step = 0
+    if a.init_from and state is None:
+        # start from an exported drafter (fine-tuning on new data): same architecture, fresh optimizer
+        init = dm.load_exported(a.init_from, model_t, hub)
+        diff = [k for k in cfg if k not in ("num_anchors", "loss_decay_gamma", "init_std")
+                and init.cfg.get(k) != cfg[k]]
+        if diff:
+            raise SystemExit(f"--init-from {a.init_from}: {', '.join(f'{k} {init.cfg.get(k)} != {cfg[k]}' for k in diff)} "
+                             "(the flags must describe the same drafter)")
+        model.load_state_dict(init.to(dev).state_dict())
+        log(f"initialised from {a.init_from}")
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
@@ -642,6 +654,8 @@ def main():
     m.add_argument("--mask-id", type=int, default=None, help="mask_token_id (default vocab_size - 1)")
     m.add_argument("--rms-eps", type=float, default=1e-5)
     m.add_argument("--init-std", type=float, default=0.02)
+    m.add_argument("--init-from", default=None, help="start from this exported drafter directory (its weights; "
+                   "the optimizer starts fresh) instead of random weights")
     d = t.add_argument_group("data")
     d.add_argument("--prompt-file", default=None)
     d.add_argument("--prompt-len", type=int_list, default=[16],
