@@ -483,6 +483,8 @@ int main(int argc, char **argv)
     snprintf(extra, sizeof(extra), "--only model --policy '%s/tau.json'", root);
     CHECK_EQ_U64(verify("tau", "art", "src", extra), 1);
     CHECK(log_has("tau", "DFlash acceptance length on the artifact 1.000 below 1.500 (5 steps, block 8)"));
+    /* The count names the criteria this policy sets (two), not every criterion there is. */
+    CHECK(log_has("tau", "model      FAIL  1 of 2 model criteria failed"));
     CHECK(!log_has("tau", "x the source's"));
 
     /* Perplexity on a text: the policy's text, encoded with the artifact's tokenizer.json (the
