@@ -1236,9 +1236,23 @@ lq_status lq_run_part(const lq_ckpt *src, const lq_plan *p, const char *work, co
             goto cleanup;
         }
         if ((st = read_json(ppath, &old, err)) != LQ_OK) {
-            if (st == LQ_ERR_NOT_FOUND)
-                st = lq_fail(err, LQ_ERR_CORRUPT, work, NULL, "RUN_STATE",
-                             "exists but holds no run state (%s); remove it", ".mimo-plan.json");
+            if (st == LQ_ERR_NOT_FOUND) {
+                /* finalize drops the bookkeeping just before the rename that publishes OUT: a
+                 * directory with a manifest and no run state is a finished conversion whose last
+                 * rename did not happen. Never "remove it": the user keeps the work. */
+                char *mp = path_join(work, LQ_MANIFEST_FILE);
+                struct stat msb;
+                int finished = mp && stat(mp, &msb) == 0 && S_ISREG(msb.st_mode);
+                free(mp);
+                if (finished)
+                    st = lq_fail(err, LQ_ERR_CORRUPT, work, NULL, "RUN_UNPUBLISHED",
+                                 "holds a finished conversion whose final rename was interrupted (no run state, "
+                                 "a %s): check it with mimo-verify and rename it to the output path",
+                                 LQ_MANIFEST_FILE);
+                else
+                    st = lq_fail(err, LQ_ERR_CORRUPT, work, NULL, "RUN_STATE",
+                                 "exists but holds no run state (%s); remove it", ".mimo-plan.json");
+            }
             goto cleanup;
         }
         int ok = 1;

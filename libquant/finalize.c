@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,6 +86,18 @@ static int fsync_dir(const char *dir)
     int rc = fsync(fd);
     close(fd);
     return rc == 0 || errno == EINVAL || errno == EROFS ? 0 : -1;
+}
+
+/* Test hook for the crash tests (tests/fault): MIMO_TEST_KILL_AT=<phase> makes the process kill
+ * itself with SIGKILL when it reaches that phase of publication, a point that writes no bytes and
+ * so cannot be reached through MIMO_TEST_KILL_AFTER_BYTES (outfile.c). Phases: "publish" (the
+ * bookkeeping is removed, the rename of the assembly directory to OUT not yet done) and
+ * "published" (renamed, the parent directory not yet synced). Unset: one getenv per phase. */
+static void test_kill_at(const char *phase)
+{
+    const char *v = getenv("MIMO_TEST_KILL_AT");
+    if (v && !strcmp(v, phase))
+        raise(SIGKILL);
 }
 
 static char *parent_of(const char *path)
@@ -850,7 +863,11 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
     /* 7. Publish: drop the bookkeeping, then one rename. */
     remove_state(asm_dir);
     parent = parent_of(out);
-    if (fsync_dir(asm_dir) != 0 || rename(asm_dir, out) != 0 || (parent && fsync_dir(parent) != 0)) {
+    test_kill_at("publish");
+    int published = fsync_dir(asm_dir) == 0 && rename(asm_dir, out) == 0;
+    if (published)
+        test_kill_at("published");
+    if (!published || (parent && fsync_dir(parent) != 0)) {
         st = lq_fail(err, LQ_ERR_IO, out, NULL, "OUT_PUBLISH", "cannot publish %s as %s: %s", asm_dir, out,
                      strerror(errno));
         goto cleanup;

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what mimo-quant needs to build and test, and nothing that is already there.
 # Idempotent: a second run installs nothing and takes about a second.
-#   system packages (apt-get): compiler, ninja, cJSON, OpenSSL libcrypto, zstd, PCRE2, python3-venv
+#   system packages (apt-get): compiler, ninja, cJSON, OpenSSL libcrypto, zstd, PCRE2, python3-venv,
+#   clang with libFuzzer (scripts/fuzz.sh) and valgrind (the leak check of the CLIs)
 #   .venv (PyPI): meson, and the peers' libraries the interop tests check our output with
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 
-pkgs=(build-essential pkg-config ninja-build libcjson-dev libssl-dev libzstd-dev zstd libpcre2-dev python3 python3-venv)
+pkgs=(build-essential pkg-config ninja-build libcjson-dev libssl-dev libzstd-dev zstd libpcre2-dev python3 python3-venv
+      clang libclang-rt-14-dev valgrind)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

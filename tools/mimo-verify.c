@@ -440,6 +440,30 @@ static void check_tensors(const lq_ckpt *ck, const cJSON *man)
                 snprintf(first, sizeof(first), "%s", why);
         }
     }
+    /* A name listed twice can stand in for a tensor the manifest leaves out (the counts still
+     * agree), so every repeat is a problem of its own. */
+    char **names = malloc((n ? n : 1) * sizeof(*names));
+    size_t nn = 0;
+    if (!names) {
+        if (!bad++)
+            snprintf(first, sizeof(first), "out of memory while comparing tensor names");
+    } else {
+        cJSON_ArrayForEach(t, ts) {
+            char *name = cJSON_GetStringValue(lq_json_get(t, "name"));
+            if (name)
+                names[nn++] = name;
+        }
+        if (nn > 1)
+            qsort(names, nn, sizeof(*names), cmp_str);
+        for (size_t i = 1; i < nn; i++) {
+            if (strcmp(names[i - 1], names[i]) != 0)
+                continue;
+            fprintf(stderr, "mimo-verify: tensors: %s: listed more than once in the manifest\n", names[i]);
+            if (!bad++)
+                snprintf(first, sizeof(first), "%s: listed more than once in the manifest", names[i]);
+        }
+        free(names);
+    }
     if (lq_ckpt_count(ck) != n) {
         if (!bad)
             snprintf(first, sizeof(first), "the shards hold %zu tensors, the manifest lists %zu", lq_ckpt_count(ck), n);
