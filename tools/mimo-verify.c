@@ -407,6 +407,40 @@ static void check_signature(const char *dir, const char *pubkey)
     free(text);
 }
 
+/* The "manifest" check: reads ARTIFACT/mimo-manifest.json and records the result. Returns the
+ * parsed tree (NULL when the file does not parse; the caller frees it); *parsed = 1 when it parsed,
+ * *usable = 1 when it is a schema-1 manifest whose entries hold (the checks that read it may run). */
+static cJSON *check_manifest(const char *artifact, int *parsed, int *usable)
+{
+    char mp[8192], buf[1400];
+    snprintf(mp, sizeof(mp), "%s/%s", artifact, LQ_MANIFEST_FILE);
+    cJSON *man = NULL;
+    lq_error err;
+    lq_error_clear(&err);
+    int mi = check_index("manifest");
+    *parsed = *usable = 0;
+    if (lq_json_parse_file(mp, 0, NULL, &man, &err) != LQ_OK) {
+        result(mi, 0, "%s", lq_error_format(&err, buf, sizeof(buf)));
+        return man;
+    }
+    *parsed = 1;
+    uint64_t sv = 0;
+    int ok = lq_json_u64(lq_json_get(man, "schema_version"), &sv) == 0 && sv == 1 &&
+             cJSON_IsArray(lq_json_get(man, "files")) && cJSON_IsArray(lq_json_get(man, "tensors"));
+    char bad_entry[600] = "";
+    if (ok)
+        manifest_entries_ok(man, bad_entry, sizeof(bad_entry));
+    if (ok && !bad_entry[0])
+        result(mi, 1, "schema 1, %d files, %d tensors", cJSON_GetArraySize(lq_json_get(man, "files")),
+               cJSON_GetArraySize(lq_json_get(man, "tensors")));
+    else if (ok)
+        result(mi, 0, "%s: %s", mp, bad_entry);
+    else
+        result(mi, 0, "%s: not a schema-1 mimo manifest (schema_version, files, tensors)", mp);
+    *usable = checks[mi].ran && checks[mi].passed;
+    return man;
+}
+
 static void check_tensors(const lq_ckpt *ck, const cJSON *man)
 {
     int ci = check_index("tensors");
@@ -2424,35 +2458,12 @@ int main(int argc, char **argv)
         policy_free(&pol);
         return 3;
     }
-    int unreadable = 0;
-    char mp[8192], buf[1400];
-    snprintf(mp, sizeof(mp), "%s/%s", artifact, LQ_MANIFEST_FILE);
-    cJSON *man = NULL;
+    int unreadable = 0, man_ok = 0, parsed = 0;
+    char buf[1400];
     lq_error err;
-    lq_error_clear(&err);
-    int mi = check_index("manifest");
-    if (lq_json_parse_file(mp, 0, NULL, &man, &err) != LQ_OK) {
-        result(mi, 0, "%s", lq_error_format(&err, buf, sizeof(buf)));
+    cJSON *man = check_manifest(artifact, &parsed, &man_ok);
+    if (!man_ok)
         unreadable = 1;
-    } else {
-        uint64_t sv = 0;
-        int ok = lq_json_u64(lq_json_get(man, "schema_version"), &sv) == 0 && sv == 1 &&
-                 cJSON_IsArray(lq_json_get(man, "files")) && cJSON_IsArray(lq_json_get(man, "tensors"));
-        char bad_entry[600] = "";
-        if (ok)
-            manifest_entries_ok(man, bad_entry, sizeof(bad_entry));
-        if (ok && !bad_entry[0])
-            result(mi, 1, "schema 1, %d files, %d tensors", cJSON_GetArraySize(lq_json_get(man, "files")),
-                   cJSON_GetArraySize(lq_json_get(man, "tensors")));
-        else if (ok) {
-            result(mi, 0, "%s: %s", mp, bad_entry);
-            unreadable = 1;
-        } else {
-            result(mi, 0, "%s: not a schema-1 mimo manifest (schema_version, files, tensors)", mp);
-            unreadable = 1;
-        }
-    }
-    int man_ok = checks[mi].ran && checks[mi].passed;
     if (enabled[check_index("integrity")] && man_ok)
         check_integrity(artifact, man, threads);
     if (enabled[check_index("signature")])

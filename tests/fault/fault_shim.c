@@ -85,21 +85,29 @@ static void log_fault(const char *what, const char *path)
     close(fd);
 }
 
-/* How many of len bytes a read may return (0 with errno EIO set: fail). -1: not ours. */
-static ssize_t read_budget(int fd, size_t len)
+/* How many of len bytes a call on fd may move when fd is the file named by $pathvar and *total
+ * bytes have moved so far: all up to $aftervar, then 0 with errno set to err (the fault, logged
+ * as what). -1: not the chosen file. */
+static ssize_t budget(int fd, size_t len, const char *pathvar, const char *aftervar, _Atomic uint64_t *total,
+                      int err, const char *what)
 {
     char path[4096];
-    if (!fd_matches(fd, "FAULT_READ_PATH", path, sizeof(path)))
+    if (!fd_matches(fd, pathvar, path, sizeof(path)))
         return -1;
-    uint64_t after = env_u64("FAULT_READ_AFTER");
-    uint64_t done = atomic_load(&read_total);
+    uint64_t after = env_u64(aftervar);
+    uint64_t done = atomic_load(total);
     if (done >= after) {
-        log_fault("read", path);
-        errno = EIO;
+        log_fault(what, path);
+        errno = err;
         return 0;
     }
     uint64_t left = after - done;
     return (ssize_t)(len < left ? len : left);
+}
+
+static ssize_t read_budget(int fd, size_t len)
+{
+    return budget(fd, len, "FAULT_READ_PATH", "FAULT_READ_AFTER", &read_total, EIO, "read");
 }
 
 ssize_t read(int fd, void *buf, size_t len)
@@ -132,21 +140,9 @@ static ssize_t pread_common(const char *sym, int fd, void *buf, size_t len, off_
 ssize_t pread(int fd, void *buf, size_t len, off_t off) { return pread_common("pread", fd, buf, len, off); }
 ssize_t pread64(int fd, void *buf, size_t len, off64_t off) { return pread_common("pread64", fd, buf, len, off); }
 
-/* Like read_budget for writes; errno ENOSPC when nothing may be written. */
 static ssize_t write_budget(int fd, size_t len)
 {
-    char path[4096];
-    if (!fd_matches(fd, "FAULT_WRITE_PATH", path, sizeof(path)))
-        return -1;
-    uint64_t after = env_u64("FAULT_WRITE_AFTER");
-    uint64_t done = atomic_load(&write_total);
-    if (done >= after) {
-        log_fault("write", path);
-        errno = ENOSPC;
-        return 0;
-    }
-    uint64_t left = after - done;
-    return (ssize_t)(len < left ? len : left);
+    return budget(fd, len, "FAULT_WRITE_PATH", "FAULT_WRITE_AFTER", &write_total, ENOSPC, "write");
 }
 
 ssize_t write(int fd, const void *buf, size_t len)

@@ -121,32 +121,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     put_file(LQ_MANIFEST_FILE, data, size);
 
     /* From here to the end of the tensors check: the order and calls of mimo-verify's main. */
-    char mp[256], buf[1400];
-    snprintf(mp, sizeof(mp), "%s/%s", art, LQ_MANIFEST_FILE);
-    cJSON *man = NULL;
     lq_error err;
-    lq_error_clear(&err);
-    int mi = check_index("manifest");
-    if (lq_json_parse_file(mp, 0, NULL, &man, &err) != LQ_OK) {
-        if (man)
-            fail("tree on failure", NULL);
-        result(mi, 0, "%s", lq_error_format(&err, buf, sizeof(buf)));
-    } else {
-        uint64_t sv = 0;
-        int ok = lq_json_u64(lq_json_get(man, "schema_version"), &sv) == 0 && sv == 1 &&
-                 cJSON_IsArray(lq_json_get(man, "files")) && cJSON_IsArray(lq_json_get(man, "tensors"));
-        char bad_entry[600] = "";
-        if (ok)
-            manifest_entries_ok(man, bad_entry, sizeof(bad_entry));
-        if (ok && !bad_entry[0])
-            result(mi, 1, "schema 1, %d files, %d tensors", cJSON_GetArraySize(lq_json_get(man, "files")),
-                   cJSON_GetArraySize(lq_json_get(man, "tensors")));
-        else if (ok)
-            result(mi, 0, "%s: %s", mp, bad_entry);
-        else
-            result(mi, 0, "%s: not a schema-1 mimo manifest (schema_version, files, tensors)", mp);
-    }
-    int man_ok = checks[mi].ran && checks[mi].passed;
+    int parsed = 0, man_ok = 0, mi = check_index("manifest");
+    cJSON *man = check_manifest(art, &parsed, &man_ok);
+    if (!parsed && man)
+        fail("tree on failure", NULL);
     if (!checks[mi].ran || !checks[mi].detail[0])
         fail("manifest check without a result", NULL);
     if (man_ok) {
