@@ -1227,6 +1227,14 @@ lq_status lq_run_part(const lq_ckpt *src, const lq_plan *p, const char *work, co
         st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
         goto cleanup;
     }
+    if (o->resume && o->out) {
+        st = lq_publish_resume(o->out, fp, err);
+        if (st == LQ_OK && o->published)
+            *o->published = 1;
+        if (st != LQ_ERR_NOT_FOUND)
+            goto cleanup;
+        st = LQ_OK;
+    }
     remove_stale_inits(work);
     struct stat wsb;
     if (stat(work, &wsb) == 0) {
@@ -1237,9 +1245,10 @@ lq_status lq_run_part(const lq_ckpt *src, const lq_plan *p, const char *work, co
         }
         if ((st = read_json(ppath, &old, err)) != LQ_OK) {
             if (st == LQ_ERR_NOT_FOUND) {
-                /* finalize drops the bookkeeping just before the rename that publishes OUT: a
-                 * directory with a manifest and no run state is a finished conversion whose last
-                 * rename did not happen. Never "remove it": the user keeps the work. */
+                /* finalize drops the bookkeeping just before the rename that publishes OUT, after
+                 * writing the publish record that --resume finishes from (above). A directory with
+                 * a manifest, no run state and no record (removed by hand, or written by a version
+                 * without records) is still a finished conversion: never "remove it". */
                 char *mp = path_join(work, LQ_MANIFEST_FILE);
                 struct stat msb;
                 int finished = mp && stat(mp, &msb) == 0 && S_ISREG(msb.st_mode);

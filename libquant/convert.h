@@ -75,6 +75,10 @@ typedef struct lq_run_opts {
     const char *drafter_file;      /* its weights file name in OUT/dflash ("dflash_draft_model.safetensors") */
     const char *options_json;      /* canonical options, recorded in the manifest and fingerprint */
     const char *source_fingerprint_extra; /* e.g. the drafter's fingerprint; may be NULL */
+    const char *out;               /* a single run's OUT, or NULL: with resume, a publication that a
+                                    * kill interrupted is finished (lq_publish_resume) and *published
+                                    * set to 1, with nothing else done */
+    int *published;
 } lq_run_opts;
 
 /* The work directory of a run whose output is `out` ("<out>.mimo-partial"). */
@@ -109,6 +113,19 @@ typedef struct lq_finalize_opts {
  * report next to OUT as "<out>.report.json"; OUT is then not created. */
 lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwork,
                       const lq_finalize_opts *o, lq_error *err);
+
+/* The publish record of OUT ("<out>.mimo-publish.json"): lq_finalize writes it, synced, before it
+ * drops the run's bookkeeping and renames the assembly directory to OUT, and removes it after. */
+void lq_publish_record_name(const char *out, char *buf, size_t cap);
+int lq_publish_record_exists(const char *out);
+
+/* Finishes a publication that a killed lq_finalize left: with a record for OUT whose fingerprint
+ * is fp (NULL: not compared), renames the directory it names to OUT after checking the manifest
+ * is the recorded one and every file it lists is there at its size, or, when the rename already
+ * happened (OUT's manifest is the recorded one), only removes the record. LQ_ERR_NOT_FOUND when
+ * OUT has no record. Errors: RUN_MISMATCH (another plan's record), RUN_STATE (a malformed record,
+ * a damaged directory), OUT_EXISTS (OUT is not the recorded output), OUT_PUBLISH (I/O). */
+lq_status lq_publish_resume(const char *out, const char *fp, lq_error *err);
 
 #ifdef __cplusplus
 }

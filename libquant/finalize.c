@@ -90,9 +90,10 @@ static int fsync_dir(const char *dir)
 
 /* Test hook for the crash tests (tests/fault): MIMO_TEST_KILL_AT=<phase> makes the process kill
  * itself with SIGKILL when it reaches that phase of publication, a point that writes no bytes and
- * so cannot be reached through MIMO_TEST_KILL_AFTER_BYTES (outfile.c). Phases: "publish" (the
- * bookkeeping is removed, the rename of the assembly directory to OUT not yet done) and
- * "published" (renamed, the parent directory not yet synced). Unset: one getenv per phase. */
+ * so cannot be reached through MIMO_TEST_KILL_AFTER_BYTES (outfile.c). Phases: "record" (the
+ * publish record written, the bookkeeping still there), "publish" (the bookkeeping removed, the
+ * rename of the assembly directory to OUT not yet done) and "published" (renamed, the parent
+ * directory not yet synced, the record still there). Unset: one getenv per phase. */
 static void test_kill_at(const char *phase)
 {
     const char *v = getenv("MIMO_TEST_KILL_AT");
@@ -187,6 +188,191 @@ static void remove_state(const char *dir)
             closedir(d);
         }
         free(d0);
+    }
+}
+
+/* ---- The publish record ----
+ * Publishing OUT drops the run's bookkeeping from the assembly directory and renames it: two steps
+ * a kill can fall between. So before either, "<out>.mimo-publish.json" is written (synced) next to
+ * OUT, naming the plan's fingerprint, the assembly directory and the SHA-256 of the manifest; it
+ * is removed once OUT is in place. With it, --resume (and a repeated merge) finish the publication
+ * instead of finding a directory without run state. */
+void lq_publish_record_name(const char *out, char *buf, size_t cap)
+{
+    size_t n = strlen(out);
+    while (n > 1 && out[n - 1] == '/')
+        n--;
+    snprintf(buf, cap, "%.*s.mimo-publish.json", (int)n, out);
+}
+
+int lq_publish_record_exists(const char *out)
+{
+    char r[4200];
+    lq_publish_record_name(out, r, sizeof(r));
+    struct stat sb;
+    return lstat(r, &sb) == 0;
+}
+
+/* SHA-256 of a small file (the manifest) as hex; -1 when it cannot be read. */
+static int small_file_sha(const char *path, char hex[65])
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    int rc = -1;
+    while (buf) {
+        if (n == cap) {
+            char *nb = cap < ((size_t)1 << 30) ? realloc(buf, cap * 2) : NULL;
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t k = fread(buf + n, 1, cap - n, f);
+        n += k;
+        if (k == 0) {
+            if (!ferror(f)) {
+                uint8_t d[32];
+                lq_sha256(buf, n, d);
+                lq_hex(d, 32, hex);
+                rc = 0;
+            }
+            break;
+        }
+    }
+    free(buf);
+    fclose(f);
+    return rc;
+}
+
+static lq_status write_publish_record(const char *out, const char *fp, const char *dir, const char *manifest,
+                                      lq_error *err)
+{
+    char r[4200], hx[65];
+    uint8_t d[32];
+    lq_sha256(manifest, strlen(manifest), d);
+    lq_hex(d, 32, hx);
+    lq_publish_record_name(out, r, sizeof(r));
+    lq_jw *w = lq_jw_new(0);
+    if (!w)
+        return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+    char *text = NULL;
+    lq_jw_begin_object(w);
+    lq_jw_key(w, "fingerprint");
+    lq_jw_string(w, fp);
+    lq_jw_key(w, "dir");
+    lq_jw_string(w, dir);
+    lq_jw_key(w, "manifest_sha256");
+    lq_jw_string(w, hx);
+    lq_jw_end_object(w);
+    lq_status st = lq_jw_finish(w, &text, NULL, err);
+    lq_jw_free(w);
+    if (st == LQ_OK)
+        st = lq_write_file_atomic(r, text, strlen(text), NULL, err);
+    free(text);
+    return st;
+}
+
+lq_status lq_publish_resume(const char *out, const char *fp, lq_error *err)
+{
+    char r[4200];
+    lq_publish_record_name(out, r, sizeof(r));
+    struct stat sb;
+    if (lstat(r, &sb) != 0)
+        return errno == ENOENT ? LQ_ERR_NOT_FOUND
+                               : lq_fail(err, LQ_ERR_IO, r, NULL, "RUN_STATE", "cannot stat: %s", strerror(errno));
+    cJSON *rec = NULL, *man = NULL;
+    char *mp = NULL, *parent = NULL, hx[65];
+    lq_status st = lq_json_parse_file(r, 1 << 16, NULL, &rec, err);
+    if (st != LQ_OK)
+        return st;
+    const char *rfp = jstr(rec, "fingerprint"), *dir = jstr(rec, "dir"), *msha = jstr(rec, "manifest_sha256");
+    if (!rfp || !dir || !msha || strlen(msha) != 64) {
+        st = lq_fail(err, LQ_ERR_CORRUPT, r, NULL, "RUN_STATE", "malformed publish record");
+        goto done;
+    }
+    if (fp && strcmp(fp, rfp) != 0) {
+        st = lq_fail(err, LQ_ERR_INVALID_ARGUMENT, r, NULL, "RUN_MISMATCH",
+                     "an interrupted publication of %s made from other inputs or options; finish it with the "
+                     "command that started it, or remove %s and this record", dir, dir);
+        goto done;
+    }
+    parent = parent_of(out);
+    if (!parent) {
+        st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+        goto done;
+    }
+    int out_there = lstat(out, &sb) == 0, dir_there = lstat(dir, &sb) == 0;
+    if (out_there && !dir_there) {
+        /* Killed after the rename: OUT is the output the record names, or something else. */
+        mp = pjoin(out, LQ_MANIFEST_FILE);
+        if (!mp || small_file_sha(mp, hx) != 0 || strcmp(hx, msha) != 0) {
+            st = lq_fail(err, LQ_ERR_INVALID_ARGUMENT, out, NULL, "OUT_EXISTS",
+                         "exists and is not the output %s names; refusing to touch it", r);
+            goto done;
+        }
+    } else if (!out_there && dir_there) {
+        /* Killed before the rename: the directory holds the finished output, perhaps with some
+         * bookkeeping left. Its manifest must be the one recorded and every file it lists present
+         * at its size (each was synced before the record was written). */
+        mp = pjoin(dir, LQ_MANIFEST_FILE);
+        if (!mp || small_file_sha(mp, hx) != 0 || strcmp(hx, msha) != 0) {
+            st = lq_fail(err, LQ_ERR_CORRUPT, dir, LQ_MANIFEST_FILE, "RUN_STATE",
+                         "missing or not the manifest %s records; nothing published", r);
+            goto done;
+        }
+        if ((st = lq_json_parse_file(mp, (size_t)512 << 20, NULL, &man, err)) != LQ_OK)
+            goto done;
+        const cJSON *f;
+        cJSON_ArrayForEach(f, lq_json_get(man, "files")) {
+            const char *p = jstr(f, "path");
+            uint64_t size = 0;
+            char *fpth = p ? pjoin(dir, p) : NULL;
+            int ok = fpth && lq_json_u64(lq_json_get(f, "size"), &size) == 0 && stat(fpth, &sb) == 0 &&
+                     S_ISREG(sb.st_mode) && (uint64_t)sb.st_size == size;
+            free(fpth);
+            if (!ok) {
+                st = lq_fail(err, LQ_ERR_CORRUPT, dir, p, "RUN_STATE",
+                             "missing or not the size the manifest lists; nothing published");
+                goto done;
+            }
+        }
+        remove_state(dir);
+        if (fsync_dir(dir) != 0 || rename(dir, out) != 0 || fsync_dir(parent) != 0) {
+            st = lq_fail(err, LQ_ERR_IO, out, NULL, "OUT_PUBLISH", "cannot publish %s as %s: %s", dir, out,
+                         strerror(errno));
+            goto done;
+        }
+    } else {
+        st = lq_fail(err, LQ_ERR_CORRUPT, r, NULL, "RUN_STATE", "names %s, but %s", dir,
+                     out_there ? "both it and the output exist" : "neither it nor the output exists");
+        goto done;
+    }
+    if (unlink(r) != 0 || fsync_dir(parent) != 0)
+        st = lq_fail(err, LQ_ERR_IO, r, NULL, "OUT_PUBLISH", "cannot remove: %s", strerror(errno));
+done:
+    cJSON_Delete(rec);
+    cJSON_Delete(man);
+    free(mp);
+    free(parent);
+    return st;
+}
+
+/* A merge's part directories, once OUT is published: their bookkeeping, then the directories. */
+static void drop_work_dirs(const char *const *work_dirs, size_t nwork)
+{
+    for (size_t i = 0; i < nwork; i++) {
+        remove_state(work_dirs[i]);
+        char *dd = pjoin(work_dirs[i], "dflash");
+        if (dd)
+            rmdir(dd);
+        free(dd);
+        rmdir(work_dirs[i]);
     }
 }
 
@@ -499,7 +685,7 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
     if (!parts)
         return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
     struct stat sb;
-    if (lstat(out, &sb) == 0) {
+    if (lstat(out, &sb) == 0 && !lq_publish_record_exists(out)) {
         st = lq_fail(err, LQ_ERR_INVALID_ARGUMENT, out, NULL, "OUT_EXISTS", "exists; refusing to overwrite it");
         goto cleanup;
     }
@@ -539,6 +725,22 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
     if (nparts != nwork) {
         st = lq_fail(err, LQ_ERR_INVALID_ARGUMENT, work_dirs[0], NULL, "MERGE_PARTS",
                      "the run has %llu parts but %zu work directories were given", (unsigned long long)nparts, nwork);
+        goto cleanup;
+    }
+    /* An earlier finalize of this plan killed while publishing: finish that instead. */
+    st = lq_publish_resume(out, fp0, err);
+    if (st == LQ_OK) {
+        lq_work_dir_name(out, wd, sizeof(wd));
+        char q1[4096], q2[4096];
+        if (!(nwork == 1 && realpath(work_dirs[0], q1) && realpath(wd, q2) && !strcmp(q1, q2)))
+            drop_work_dirs(work_dirs, nwork);
+        goto cleanup;
+    }
+    if (st != LQ_ERR_NOT_FOUND)
+        goto cleanup;
+    st = LQ_OK;
+    if (lstat(out, &sb) == 0) {
+        st = lq_fail(err, LQ_ERR_INVALID_ARGUMENT, out, NULL, "OUT_EXISTS", "exists; refusing to overwrite it");
         goto cleanup;
     }
     const cJSON *plan = lq_json_get(parts[0].plan_file, "plan");
@@ -860,7 +1062,10 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
             goto cleanup;
     }
 
-    /* 7. Publish: drop the bookkeeping, then one rename. */
+    /* 7. Publish: the publish record, then drop the bookkeeping, then one rename. */
+    if ((st = write_publish_record(out, fp0, asm_dir, manifest, err)) != LQ_OK)
+        goto cleanup;
+    test_kill_at("record");
     remove_state(asm_dir);
     parent = parent_of(out);
     test_kill_at("publish");
@@ -878,14 +1083,14 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
         unlink(rp2); /* a failed gate's report from an earlier attempt */
     }
     if (!in_place)
-        for (size_t i = 0; i < nwork; i++) {
-            remove_state(work_dirs[i]);
-            char *dd = pjoin(work_dirs[i], "dflash");
-            if (dd)
-                rmdir(dd);
-            free(dd);
-            rmdir(work_dirs[i]);
-        }
+        drop_work_dirs(work_dirs, nwork);
+    {
+        char rr[4200];
+        lq_publish_record_name(out, rr, sizeof(rr));
+        if (unlink(rr) != 0 || (parent && fsync_dir(parent) != 0))
+            st = lq_fail(err, LQ_ERR_IO, rr, NULL, "OUT_PUBLISH", "OUT is published but this record cannot be "
+                         "removed: %s", strerror(errno));
+    }
 cleanup:
     for (size_t i = 0; i < nwork; i++)
         cJSON_Delete(parts[i].plan_file);

@@ -703,7 +703,7 @@ int main(int argc, char **argv)
         goto done;
     }
     struct stat sb;
-    if (!c.dry_run && c.nparts == 1 && lstat(c.out, &sb) == 0) {
+    if (!c.dry_run && c.nparts == 1 && lstat(c.out, &sb) == 0 && !(c.resume && lq_publish_record_exists(c.out))) {
         lq_fail(&err, LQ_ERR_INVALID_ARGUMENT, c.out, NULL, "OUT_EXISTS", "exists; refusing to overwrite it");
         print_err(&err);
         goto done;
@@ -864,11 +864,13 @@ int main(int argc, char **argv)
         lq_work_dir_name(c.out, work, sizeof(work));
     else
         snprintf(work, sizeof(work), "%s", c.out);
+    int published = 0;
     progress pr = {.quiet = c.quiet, .json = c.json, .t0 = now_s()};
     lq_run_opts ro = {.threads = c.threads, .part = c.part, .nparts = c.nparts, .resume = c.resume,
                       .cancel = &g_cancel, .progress = on_tensor, .user = &pr, .extras = extras.f,
                       .nextras = extras.n, .options_json = opts_json, .source_fingerprint_extra = draft_fp,
-                      .drafter = dr ? lq_drafter_ckpt(dr) : NULL, .drafter_file = "dflash_draft_model.safetensors"};
+                      .drafter = dr ? lq_drafter_ckpt(dr) : NULL, .drafter_file = "dflash_draft_model.safetensors",
+                      .out = c.nparts == 1 ? c.out : NULL, .published = &published};
     double t0 = now_s();
     int work_existed = stat(work, &sb) == 0;
     st = lq_run_part(ck, plan, work, &ro, &err);
@@ -911,6 +913,17 @@ int main(int argc, char **argv)
             }
         }
         rc = exit_for(st);
+        goto done;
+    }
+    if (published) {
+        if (c.json) {
+            printf("{\"out\":");
+            json_str(stdout, c.out);
+            printf(",\"resumed_publish\":true}\n");
+        } else
+            printf("%s: published the finished conversion an interrupted run left (%s.mimo-publish.json)\n",
+                   c.out, c.out);
+        rc = 0;
         goto done;
     }
     double t_run = now_s() - t0;

@@ -10,15 +10,15 @@
  * directory OUT.mimo-partial under a final name (not ".mimo-*" bookkeeping, not a ".NAME.tmp-PID"
  * temporary) is byte-identical to the reference's file of that name.
  *
- * 1. SIGKILL at 24 points: 22 byte offsets through MIMO_TEST_KILL_AFTER_BYTES (libquant/outfile.c),
+ * 1. SIGKILL at 25 points: 22 byte offsets through MIMO_TEST_KILL_AFTER_BYTES (libquant/outfile.c),
  *    placed from the sizes of a finished work directory (a run whose quality gate fails keeps it),
  *    from the plan's first byte through the shards (inside a header, mid tensor data, the last
  *    write, and every shard's record, i.e. between shards) and the extras to the index, report
- *    and manifest; and 2 points that write nothing, through
- *    MIMO_TEST_KILL_AT (libquant/finalize.c): just before and just after the rename that publishes
- *    OUT. After each: exit 137, the invariant, then --resume gives OUT identical to the reference
- *    with nothing else left beside it (after the kill that follows the rename, OUT is already the
- *    reference's and --resume refuses to overwrite it: exit 3, OUT_EXISTS, OUT unchanged).
+ *    and manifest; and 3 points of the publication, through MIMO_TEST_KILL_AT
+ *    (libquant/finalize.c): the publish record written, the bookkeeping dropped (just before the
+ *    rename that publishes OUT), and just after the rename, each leaving OUT.mimo-publish.json.
+ *    After each: exit 137, the invariant, then --resume exits 0 with OUT identical to the
+ *    reference and nothing else left beside it (no work directory, no record).
  * 2. tests/fault/fault_shim.c through LD_PRELOAD: EIO reading a source shard (half way), EIO from
  *    fsync of output shard 3, ENOSPC writing mid 4th shard, ENOSPC writing the report in finalize.
  *    Each: the shim logged the fault, exit 3 (docs/cli.md: bad input or I/O), stderr names the
@@ -54,7 +54,7 @@ static const char *MK, *Q, *SHIM;
 static char root[512], src[1024], ref[1024];
 static int nshards;
 static char shard_name[16][64];
-static int skipped, xfailed, strict;
+static int skipped;
 /* Set while the read-only case runs as root: the child gives up root for uid/gid 65534 (nobody)
  * before exec, since root may create files in a mode 0555 directory. */
 static int as_nobody;
@@ -255,6 +255,8 @@ static void case_kills(const sizes *sz)
     PT(sz->work_total + sz->index / 2, "finalize: index");
     PT(sz->work_total + sz->index + sz->report / 2, "finalize: report");
     PT(sz->work_total + sz->index + sz->report + sz->manifest / 2, "finalize: manifest");
+    pts[np] = (kill_point){.what = "finalize: publish record written", .phase = "record"};
+    np++;
     pts[np] = (kill_point){.what = "finalize: before the publishing rename", .phase = "publish"};
     np++;
     pts[np] = (kill_point){.what = "finalize: after the publishing rename", .phase = "published"};
@@ -278,46 +280,85 @@ static void case_kills(const sizes *sz)
         size_t complete = expect_complete_or_absent(out, p->what);
         size_t done = qt_count_matching(work, ".mimo-done-");
         int out_there = qt_exists(out);
-        rc = quant(out, NULL, errf, LIST("--resume"));
-        int known = 0;
-        if (out_there) {
-            /* Killed after the publishing rename: OUT is final; --resume must leave it alone. */
-            CHECK_MSG(rc == 3 && qt_file_contains(errf, ": OUT_EXISTS: ") == 1,
-                      "kill %s: OUT already published; --resume exit %d, want 3 with OUT_EXISTS", p->what, rc);
-        } else if (p->phase && !strcmp(p->phase, "publish") && rc == 3 &&
-                   qt_file_contains(errf, ": RUN_UNPUBLISHED: ") == 1) {
-            /* Known gap: finalize removes the bookkeeping (.mimo-plan.json included) before the
-             * rename, so a kill in between leaves a complete output that --resume does not publish
-             * itself: it stops with RUN_UNPUBLISHED and tells the user to verify and rename it
-             * (libquant/convert.c). Counted apart as a known failure; MIMO_FAULT_STRICT=1 makes it
-             * a failure. The directory must hold exactly the reference's files. */
-            char msg[700];
-            known = 1;
-            xfailed++;
-            CHECK_MSG(!qt_dirs_differ(ref, work, msg, sizeof(msg)),
-                      "kill %s: the stranded work directory is not the complete output: %s", p->what, msg);
-            if (strict)
-                TH_REPORT("kill %s: --resume does not publish the finished work directory (RUN_UNPUBLISHED)", p->what);
-            else
-                fprintf(stderr, "KNOWN BUG (expected failure, MIMO_FAULT_STRICT=1 to fail): kill %s: --resume "
-                                "exit 3 RUN_UNPUBLISHED on a work directory that holds the complete output\n", p->what);
-        } else {
-            CHECK_MSG(rc == 0, "resume after kill %s: exit %d", p->what, rc);
+        if (p->phase) {
+            /* Killed in publication: the publish record names the finished directory (or OUT,
+             * once renamed), and --resume completes the publication from it. */
+            char rec[1200];
+            qt_fmt(rec, sizeof(rec), "%s.mimo-publish.json", out);
+            CHECK_MSG(qt_exists(rec), "kill %s: no publish record %s", p->what, rec);
         }
+        rc = quant(out, NULL, errf, LIST("--resume"));
+        CHECK_MSG(rc == 0, "resume after kill %s: exit %d", p->what, rc);
         if (rc != 0 && !out_there) {
             uint8_t *e = qt_read(errf, NULL);
             fprintf(stderr, "  resume stderr: %s", e ? (char *)e : "(none)\n");
             free(e);
         }
-        if (!known) {
-            expect_same_as_ref(out, p->what);
-            expect_only_out(par, p->what);
-        }
+        expect_same_as_ref(out, p->what);
+        expect_only_out(par, p->what);
         fprintf(stderr, "kill %2zu %-44s %-36s -> exit 137, OUT %s, work: %zu final files, %zu shard records; "
                         "--resume exit %d\n", k + 1, p->what, env1, out_there ? "complete" : "absent", complete,
                 done, rc);
         qt_rmtree(par);
     }
+}
+
+/* A publication interrupted before its rename, then resumed against a changed state: other
+ * options (RUN_MISMATCH), a finished file truncated (RUN_STATE), OUT created by someone else in
+ * the meantime beside a record whose rename has not happened (OUT_EXISTS without --resume). Each:
+ * exit 3 naming the rule, nothing renamed, the work directory and the record left as they were;
+ * and the untouched case then resumes to the reference. */
+static void case_publish_record(void)
+{
+    char par[1100], out[1100], work[1100], rec[1100], errf[1100], victim[1200];
+    qt_fmt(par, sizeof(par), "%s/pubrec", root);
+    qt_fmt(out, sizeof(out), "%s/out", par);
+    qt_fmt(work, sizeof(work), "%s.mimo-partial", out);
+    qt_fmt(rec, sizeof(rec), "%s.mimo-publish.json", out);
+    qt_fmt(errf, sizeof(errf), "%s/pubrec.err", root);
+    mkdir(par, 0755);
+    int rc = quant(out, LIST("MIMO_TEST_KILL_AT=publish"), NULL, NULL);
+    CHECK_MSG(rc == 128 + SIGKILL, "publish record: kill exit %d", rc);
+    CHECK_MSG(qt_exists(rec) && qt_is_dir(work) && !qt_exists(out), "publish record: not the state of a kill "
+              "before the rename");
+
+    rc = quant(out, NULL, errf, LIST("--resume", "--scale-mode", "floor"));
+    CHECK_MSG(rc == 3 && qt_file_contains(errf, ": RUN_MISMATCH: ") == 1,
+              "publish record, other options: --resume exit %d, want 3 with RUN_MISMATCH", rc);
+    CHECK_MSG(qt_exists(rec) && qt_is_dir(work) && !qt_exists(out), "publish record, other options: state changed");
+
+    /* Truncate the last shard by one byte (a copy is kept to restore it). */
+    qt_fmt(victim, sizeof(victim), "%s/%s", work, shard_name[nshards - 1]);
+    size_t len = 0;
+    uint8_t *keep = qt_read(victim, &len);
+    CHECK_MSG(keep && len > 1, "publish record: cannot read %s", victim);
+    if (keep && len > 1) {
+        CHECK_MSG(truncate(victim, (off_t)(len - 1)) == 0, "truncate %s", victim);
+        rc = quant(out, NULL, errf, LIST("--resume"));
+        CHECK_MSG(rc == 3 && qt_file_contains(errf, ": RUN_STATE: ") == 1 &&
+                  qt_file_contains(errf, shard_name[nshards - 1]) == 1,
+                  "publish record, truncated shard: --resume exit %d, want 3 with RUN_STATE naming %s", rc,
+                  shard_name[nshards - 1]);
+        CHECK_MSG(qt_exists(rec) && qt_is_dir(work) && !qt_exists(out), "publish record, truncated shard: "
+                  "something was published");
+        CHECK_MSG(qt_write(victim, keep, len) == 0, "restore %s", victim);
+    }
+    free(keep);
+
+    CHECK_MSG(mkdir(out, 0755) == 0, "mkdir %s", out);
+    rc = quant(out, NULL, errf, LIST("--resume"));
+    CHECK_MSG(rc == 3 && qt_file_contains(errf, ": RUN_STATE: ") == 1,
+              "publish record, OUT and the directory both there: --resume exit %d, want 3 with RUN_STATE", rc);
+    CHECK_MSG(qt_exists(rec) && qt_is_dir(work), "publish record, OUT there: state changed");
+    rmdir(out);
+
+    rc = quant(out, NULL, errf, LIST("--resume"));
+    CHECK_MSG(rc == 0, "publish record: --resume of the untouched state exit %d", rc);
+    expect_same_as_ref(out, "publish record");
+    expect_only_out(par, "publish record");
+    fprintf(stderr, "publish record: other options RUN_MISMATCH, truncated shard RUN_STATE, OUT in the way "
+                    "RUN_STATE, then --resume exit %d\n", rc);
+    qt_rmtree(par);
 }
 
 /* ---- 2. I/O faults through the shim ---- */
@@ -590,7 +631,6 @@ int main(int argc, char **argv)
     MK = argv[1];
     Q = argv[2];
     SHIM = argv[3];
-    strict = getenv("MIMO_FAULT_STRICT") && !strcmp(getenv("MIMO_FAULT_STRICT"), "1");
     if (qt_mkroot(root, sizeof(root)) != 0) {
         perror("mkdtemp");
         return 1;
@@ -615,6 +655,7 @@ int main(int argc, char **argv)
     sizes sz;
     if (ok && rc == 0 && nshards >= 4 && nshards <= 16 && measure(&sz)) {
         case_kills(&sz);
+        case_publish_record();
         case_io(&sz);
     }
     if (ok && rc == 0 && nshards >= 4) {
@@ -625,7 +666,7 @@ int main(int argc, char **argv)
     }
     qt_rmtree(root);
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    fprintf(stderr, "test_fault: %.1f s, %d case(s) skipped, %d known failure(s)\n",
-            (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec), skipped, xfailed);
+    fprintf(stderr, "test_fault: %.1f s, %d case(s) skipped\n",
+            (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec), skipped);
     return th_finish("test_fault");
 }

@@ -123,6 +123,31 @@ static void case_parts(const char *ref)
               qt_file_contains(kerr, "MERGE_DIR") == 1 ? "MERGE_DIR: the killed merge's directory blocks it" : "see stderr");
     if (rc == 0)
         expect_same(ref, kout, "merge rerun after a kill vs one run");
+    /* A merge killed while publishing (MIMO_TEST_KILL_AT, libquant/finalize.c: the bookkeeping
+     * dropped before the rename, or just after the rename) is finished by the same merge again,
+     * from the publish record: OUT equal to one run, no parts, no record, no assembly directory. */
+    static const char *const phases[] = {"publish", "published"};
+    for (int ph = 0; ph < 2; ph++) {
+        char kp[3][1100], po[1100];
+        for (int i = 0; i < 3; i++) {
+            qt_fmt(kp[i], sizeof(kp[i]), "%s/ppart%d-%d", root, ph, i + 1);
+            CHECK(qt_link_tree(p[i], kp[i]) == 0);
+        }
+        qt_fmt(po, sizeof(po), "%s/merged-kill-%s", root, phases[ph]);
+        setenv("MIMO_TEST_KILL_AT", phases[ph], 1);
+        rc = qt_runl(&(qt_run_opts){0}, Q, "merge", po, kp[0], kp[1], kp[2], "-q", (char *)NULL);
+        unsetenv("MIMO_TEST_KILL_AT");
+        CHECK_MSG(rc == 128 + SIGKILL, "merge killed at %s: exit %d", phases[ph], rc);
+        CHECK_MSG(qt_exists(qt_p("%s.mimo-publish.json", po)), "merge killed at %s: no publish record", phases[ph]);
+        rc = qt_runl(&(qt_run_opts){.err_path = kerr}, Q, "merge", po, kp[0], kp[1], kp[2], "-q", (char *)NULL);
+        CHECK_MSG(rc == 0, "the same merge after a kill at %s: exit %d", phases[ph], rc);
+        if (rc == 0)
+            expect_same(ref, po, "merge rerun after a kill while publishing vs one run");
+        for (int i = 0; i < 3; i++)
+            CHECK_MSG(!qt_exists(kp[i]), "%s left after the merge (kill at %s)", kp[i], phases[ph]);
+        CHECK_MSG(!qt_exists(qt_p("%s.mimo-publish.json", po)) && !qt_exists(qt_p("%s.mimo-merge", po)),
+                  "merge killed at %s: record or assembly directory left", phases[ph]);
+    }
     /* Parts in any order give the single run's bytes. */
     char out[1100];
     qt_fmt(out, sizeof(out), "%s/merged", root);
@@ -132,7 +157,8 @@ static void case_parts(const char *ref)
     for (int i = 0; i < 3; i++)
         CHECK_MSG(!qt_exists(p[i]), "%s left after the merge", p[i]);
     CHECK_MSG(!qt_exists(qt_p("%s.mimo-merge", out)), "merge directory left");
-    fprintf(stderr, "parts: 3 parts merged in the order 3, 1, 2 equal one run; 4 broken merges refused\n");
+    fprintf(stderr, "parts: 3 parts merged in the order 3, 1, 2 equal one run; 4 broken merges refused; merges "
+                    "killed at a byte, before and after the publishing rename finished by a rerun\n");
 }
 
 int main(int argc, char **argv)
