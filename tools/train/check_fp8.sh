@@ -148,12 +148,15 @@ fi
 P=$'import os\ndef read_config(path):'
 "$B/tools/mimo-run" "$W/bf16" --prompt "$P" --max-tokens 32 --no-dflash --format json --threads 2 >"$W/run_bf16.json" 2>/dev/null
 "$B/tools/mimo-run" "$W/fp8" --prompt "$P" --max-tokens 32 --no-dflash --format json --threads 2 >"$W/run_fp8.json" 2>/dev/null
-"$PY" - "$W/run_bf16.json" "$W/run_fp8.json" <<'EOF' || fail "greedy tokens of the FP8 variant differ from the BF16 source's"
+# Greedy text is printed, not asserted equal: one near tie decides it. On the quantization-aware
+# fine-tuned model the two agree on the first 10 tokens, then the BF16 model's two best logits at
+# token 11 are 7.9866 and 7.9711 (transformers, fp32: a gap of 0.016) and FP8 takes the second. The
+# teacher-forced model check below, with pinned thresholds, is the assertion.
+"$PY" - "$W/run_bf16.json" "$W/run_fp8.json" <<'EOF' || fail "mimo-run output unreadable"
 import json, sys
 a, b = (json.load(open(p)) for p in sys.argv[1:3])
-same = sum(x == y for x, y in zip(a["tokens"], b["tokens"]))
-print(f"   mimo-run greedy, 32 tokens: FP8 equals BF16 at {same} of {len(a['tokens'])}; text {b['text']!r}")
-assert a["tokens"] == b["tokens"]
+n = next((i for i, (x, y) in enumerate(zip(a["tokens"], b["tokens"])) if x != y), len(a["tokens"]))
+print(f"   mimo-run greedy, 32 tokens: FP8 equals BF16 on the first {n}; FP8 text {b['text']!r}")
 EOF
 
 "$B/tools/mimo-quantize" "$W/fp8" "$W/mx" --threads 2 2>/dev/null | sed 's/^/   /'
@@ -233,7 +236,9 @@ EOF
 # gave top-1 0.943, mean KL 0.0098, cosine 0.99555 and fails three of them; one layer's scales doubled,
 # global-layer k rows rotated, one expert's up_proj replaced: top-1 0.22 / 0.78 / 0.90, ratio 36 /
 # 1.46 / 1.026. The DFlash bound is looser than the default 0.9: the drafter was trained on the BF16
-# target's taps, so the FP8 target accepts a little less (0.938).
+# target's taps, so the FP8 target accepts a little less (0.938). Those figures are the first nano
+# model's; the quantization-aware fine-tuned one (fixtures/nano/MODEL_CARD.md) gives top-1 0.9922,
+# mean KL 0.00103, max KL 0.0118, ratio 0.9995, lowest cosine 0.99956, tau 3.877 / 3.847.
 "$PY" - "$W/code.py" "$W/bf16/tokenizer.json" "$W/fp8_policy.json" <<'EOF'
 import json, sys
 from tokenizers import Tokenizer
