@@ -1275,6 +1275,13 @@ lq_status lq_run_part(const lq_ckpt *src, const lq_plan *p, const char *work, co
         }
         remove_temps(work);
     } else {
+        /* A fresh run: a publish record of OUT left from an earlier run names a directory that no
+         * longer exists, and would stop this run's finalize. */
+        if (o->out) {
+            char rec[4200];
+            lq_publish_record_name(o->out, rec, sizeof(rec));
+            unlink(rec);
+        }
         /* Created under a temporary name with its plan inside, then renamed: a work directory
          * always holds its plan, whenever the process is killed. */
         size_t n = strlen(work) + 48;

@@ -348,9 +348,14 @@ lq_status lq_publish_resume(const char *out, const char *fp, lq_error *err)
                          strerror(errno));
             goto done;
         }
+    } else if (!out_there) {
+        /* Neither the directory nor OUT: the record outlived what it names (removed by hand);
+         * nothing is left to publish. */
+        st = unlink(r) == 0 ? LQ_ERR_NOT_FOUND
+                            : lq_fail(err, LQ_ERR_IO, r, NULL, "RUN_STATE", "cannot remove: %s", strerror(errno));
+        goto done;
     } else {
-        st = lq_fail(err, LQ_ERR_CORRUPT, r, NULL, "RUN_STATE", "names %s, but %s", dir,
-                     out_there ? "both it and the output exist" : "neither it nor the output exists");
+        st = lq_fail(err, LQ_ERR_CORRUPT, r, NULL, "RUN_STATE", "names %s, but both it and the output exist", dir);
         goto done;
     }
     if (unlink(r) != 0 || fsync_dir(parent) != 0)

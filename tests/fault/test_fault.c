@@ -307,7 +307,8 @@ static void case_kills(const sizes *sz)
  * options (RUN_MISMATCH), a finished file truncated (RUN_STATE), OUT created by someone else in
  * the meantime beside a record whose rename has not happened (OUT_EXISTS without --resume). Each:
  * exit 3 naming the rule, nothing renamed, the work directory and the record left as they were;
- * and the untouched case then resumes to the reference. */
+ * and the untouched case then resumes to the reference. Then a record whose directory was
+ * removed by hand: a fresh run is not stopped by it and leaves none. */
 static void case_publish_record(void)
 {
     char par[1100], out[1100], work[1100], rec[1100], errf[1100], victim[1200];
@@ -356,8 +357,19 @@ static void case_publish_record(void)
     CHECK_MSG(rc == 0, "publish record: --resume of the untouched state exit %d", rc);
     expect_same_as_ref(out, "publish record");
     expect_only_out(par, "publish record");
+    qt_rmtree(out);
+
+    /* The work directory removed by hand after a kill before the rename, the record left: a
+     * fresh run (no --resume) is not stopped by the stale record and leaves none. */
+    rc = quant(out, LIST("MIMO_TEST_KILL_AT=publish"), NULL, NULL);
+    CHECK_MSG(rc == 128 + SIGKILL && qt_exists(rec), "publish record, stale: kill exit %d", rc);
+    qt_rmtree(work);
+    rc = quant(out, NULL, errf, NULL);
+    CHECK_MSG(rc == 0, "publish record, stale: a fresh run exit %d", rc);
+    expect_same_as_ref(out, "publish record, stale: fresh run");
+    expect_only_out(par, "publish record, stale: fresh run");
     fprintf(stderr, "publish record: other options RUN_MISMATCH, truncated shard RUN_STATE, OUT in the way "
-                    "RUN_STATE, then --resume exit %d\n", rc);
+                    "RUN_STATE, then --resume exit 0; a stale record does not stop a fresh run (exit %d)\n", rc);
     qt_rmtree(par);
 }
 
