@@ -120,11 +120,12 @@ void lq_publish_record_name(const char *out, char *buf, size_t cap);
 int lq_publish_record_exists(const char *out);
 
 /* Finishes a publication that a killed lq_finalize left: with a record for OUT whose fingerprint
- * is fp (NULL: not compared), renames the directory it names to OUT after checking the manifest
- * is the recorded one and every file it lists is there at its size, or, when the rename already
- * happened (OUT's manifest is the recorded one), only removes the record. LQ_ERR_NOT_FOUND when
- * OUT has no record, or a stale one (neither OUT nor the directory exists: it is removed). Errors: RUN_MISMATCH (another plan's record), RUN_STATE (a malformed record,
- * a damaged directory), OUT_EXISTS (OUT is not the recorded output), OUT_PUBLISH (I/O). */
+ * is fp, renames the directory it names to OUT after checking the manifest is the recorded one
+ * and every file it lists is there at its size, or, when the rename already happened (OUT's
+ * manifest is the recorded one), only removes the record. LQ_ERR_NOT_FOUND when OUT has no
+ * record, or a stale one (neither OUT nor the directory exists: it is removed). Errors:
+ * RUN_MISMATCH (another plan's record), RUN_STATE (a malformed record, a damaged directory),
+ * OUT_EXISTS (OUT is not the recorded output), OUT_PUBLISH (I/O). */
 lq_status lq_publish_resume(const char *out, const char *fp, lq_error *err);
 
 #ifdef __cplusplus

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "internal/fileio.h"
 #include "json.h"
 #include "jsonw.h"
 #include "libquant.h"
@@ -213,41 +214,18 @@ int lq_publish_record_exists(const char *out)
     return lstat(r, &sb) == 0;
 }
 
-/* SHA-256 of a small file (the manifest) as hex; -1 when it cannot be read. */
-static int small_file_sha(const char *path, char hex[65])
+/* SHA-256 of the manifest file as hex; -1 when it cannot be read. */
+static int manifest_sha(const char *path, char hex[65])
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    uint8_t *buf = NULL, d[32];
+    size_t n = 0;
+    lq_error e;
+    if (lq_read_file(path, (uint64_t)512 << 20, NULL, NULL, &buf, &n, &e) != LQ_OK)
         return -1;
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    int rc = -1;
-    while (buf) {
-        if (n == cap) {
-            char *nb = cap < ((size_t)1 << 30) ? realloc(buf, cap * 2) : NULL;
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t k = fread(buf + n, 1, cap - n, f);
-        n += k;
-        if (k == 0) {
-            if (!ferror(f)) {
-                uint8_t d[32];
-                lq_sha256(buf, n, d);
-                lq_hex(d, 32, hex);
-                rc = 0;
-            }
-            break;
-        }
-    }
+    lq_sha256(buf, n, d);
+    lq_hex(d, 32, hex);
     free(buf);
-    fclose(f);
-    return rc;
+    return 0;
 }
 
 static lq_status write_publish_record(const char *out, const char *fp, const char *dir, const char *manifest,
@@ -296,7 +274,7 @@ lq_status lq_publish_resume(const char *out, const char *fp, lq_error *err)
         st = lq_fail(err, LQ_ERR_CORRUPT, r, NULL, "RUN_STATE", "malformed publish record");
         goto done;
     }
-    if (fp && strcmp(fp, rfp) != 0) {
+    if (strcmp(fp, rfp) != 0) {
         st = lq_fail(err, LQ_ERR_INVALID_ARGUMENT, r, NULL, "RUN_MISMATCH",
                      "an interrupted publication of %s made from other inputs or options; finish it with the "
                      "command that started it, or remove %s and this record", dir, dir);
@@ -311,7 +289,7 @@ lq_status lq_publish_resume(const char *out, const char *fp, lq_error *err)
     if (out_there && !dir_there) {
         /* Killed after the rename: OUT is the output the record names, or something else. */
         mp = pjoin(out, LQ_MANIFEST_FILE);
-        if (!mp || small_file_sha(mp, hx) != 0 || strcmp(hx, msha) != 0) {
+        if (!mp || manifest_sha(mp, hx) != 0 || strcmp(hx, msha) != 0) {
             st = lq_fail(err, LQ_ERR_INVALID_ARGUMENT, out, NULL, "OUT_EXISTS",
                          "exists and is not the output %s names; refusing to touch it", r);
             goto done;
@@ -321,7 +299,7 @@ lq_status lq_publish_resume(const char *out, const char *fp, lq_error *err)
          * bookkeeping left. Its manifest must be the one recorded and every file it lists present
          * at its size (each was synced before the record was written). */
         mp = pjoin(dir, LQ_MANIFEST_FILE);
-        if (!mp || small_file_sha(mp, hx) != 0 || strcmp(hx, msha) != 0) {
+        if (!mp || manifest_sha(mp, hx) != 0 || strcmp(hx, msha) != 0) {
             st = lq_fail(err, LQ_ERR_CORRUPT, dir, LQ_MANIFEST_FILE, "RUN_STATE",
                          "missing or not the manifest %s records; nothing published", r);
             goto done;
@@ -366,6 +344,14 @@ done:
     free(mp);
     free(parent);
     return st;
+}
+
+/* One work directory that is OUT's own ("<out>.mimo-partial"): a single run, finalized in place. */
+static int own_work_dir(const char *out, const char *const *work_dirs, size_t nwork)
+{
+    char wd[4096], r1[4096], r2[4096];
+    lq_work_dir_name(out, wd, sizeof(wd));
+    return nwork == 1 && realpath(work_dirs[0], r1) && realpath(wd, r2) && !strcmp(r1, r2);
 }
 
 /* A merge's part directories, once OUT is published: their bookkeeping, then the directories. */
@@ -735,9 +721,7 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
     /* An earlier finalize of this plan killed while publishing: finish that instead. */
     st = lq_publish_resume(out, fp0, err);
     if (st == LQ_OK) {
-        lq_work_dir_name(out, wd, sizeof(wd));
-        char q1[4096], q2[4096];
-        if (!(nwork == 1 && realpath(work_dirs[0], q1) && realpath(wd, q2) && !strcmp(q1, q2)))
+        if (!own_work_dir(out, work_dirs, nwork))
             drop_work_dirs(work_dirs, nwork);
         goto cleanup;
     }
@@ -825,8 +809,7 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
 
     /* 5. Assembly directory: the single work directory itself, or a fresh one for a merge. */
     lq_work_dir_name(out, wd, sizeof(wd));
-    char r1[4096], r2[4096];
-    if (nwork == 1 && realpath(work_dirs[0], r1) && realpath(wd, r2) && !strcmp(r1, r2)) {
+    if (own_work_dir(out, work_dirs, nwork)) {
         in_place = 1;
         asm_dir = strdup(wd);
     } else {
