@@ -27,6 +27,8 @@
 #include "drafter.h"
 #include "convert.h"
 #include "inventory.h"
+#include "pool.h"
+#include "values.h"
 
 #define LQ_VERSION_STRING "0.1.0"
 

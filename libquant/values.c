@@ -1,0 +1,3 @@
+/* Value checks of stored weights (values.h). Implementation in progress. */
+#include "values.h"
+#include "status.h"
