@@ -12,11 +12,8 @@
  * lm_head give logits for rows 1..B-1, whose argmaxes are the B - 1 drafts. Block keys and values
  * are never kept.
  *
- * The target verifies [anchor, d_1..d_k] in one forward; acceptance is sample.h's rt_accept
- * (greedy: longest matching prefix plus the target's bonus token; sampling: exact rejection of
- * argmax proposals). The target cache is cut back to the committed tokens and only committed
- * positions' features ever enter the drafter's cache, so both caches always equal those of a
- * from-scratch run on the committed prefix. */
+ * The generation loop (generate.h) verifies [anchor, d_1..d_k] in one target forward and accepts
+ * with sample.h's rule; only committed positions' features ever enter the drafter's cache. */
 #ifndef MIMO_RUNTIME_DFLASH_H
 #define MIMO_RUNTIME_DFLASH_H
 
@@ -25,7 +22,6 @@
 
 #include "libquant/libquant.h"
 #include "runtime/model.h"
-#include "runtime/sample.h"
 
 #define RT_MAX_BLOCK 64
 
@@ -57,44 +53,16 @@ size_t rt_dcache_len(const rt_dcache *c);
 lq_status rt_draft_ingest(const rt_drafter *d, rt_dcache *c, const float *taps, size_t n, int threads, float *ctx_out,
                           lq_error *err);
 
+/* Appends the n committed positions whose tap features a target step kept (rt_sel.taps) in kv,
+ * rows row0..row0+n-1 of that step: the generation loop's path, where taps never leave the backend.
+ * kv must have been made with the drafter's taps (rt_cache_opts). */
+lq_status rt_draft_ingest_ctx(const rt_drafter *d, rt_dcache *c, const rt_cache *kv, size_t row0, size_t n, int threads,
+                              lq_error *err);
+
 /* One draft pass: block [anchor, MASK x k] at positions len..len+k (len = the cache length = the
  * anchor's position), 1 <= k < RT_MAX_BLOCK. logits: NULL or [k, vocab] for rows 1..k; drafts: [k]
- * argmaxes. The cache is not changed. */
-lq_status rt_draft_block(const rt_drafter *d, const rt_dcache *c, int32_t anchor, uint32_t k, int threads, float *logits,
+ * argmaxes. The cached positions are not changed (the context's workspace is). */
+lq_status rt_draft_block(const rt_drafter *d, rt_dcache *c, int32_t anchor, uint32_t k, int threads, float *logits,
                          int32_t *drafts, lq_error *err);
-
-/* ---- generation ---- */
-
-typedef struct rt_gen_opts {
-    size_t max_tokens;       /* tokens to generate at most (>= 1) */
-    uint32_t block;          /* B with a drafter (2..RT_MAX_BLOCK); 0 = the drafter's block_size */
-    rt_sampling sampling;
-    const int32_t *stop;     /* stop ids (e.g. EOS): generation ends after the first one emitted */
-    size_t n_stop;
-    rt_opts rt;
-    /* Called with every batch of newly committed tokens, in order; a non-zero return stops. */
-    int (*on_tokens)(void *ctx, const int32_t *tokens, size_t n);
-    void *cb_ctx;
-    /* Testing hook: proposals from this function instead of the drafter (the drafter may then be
-     * NULL while block > 1). committed[0..p) are the committed tokens, anchor the token at p. */
-    lq_status (*propose)(void *ctx, const int32_t *committed, size_t p, int32_t anchor, uint32_t k, int32_t *drafts);
-    void *propose_ctx;
-} rt_gen_opts;
-
-typedef struct rt_gen_stats {
-    size_t prompt_tokens, generated;
-    size_t steps;                          /* target forwards after the prefill */
-    size_t accept_hist[RT_MAX_BLOCK + 1];  /* steps that committed i tokens (a + 1), i = 1..B */
-    double tau;                            /* mean tokens committed per step (includes the bonus) */
-    double prefill_s, decode_s;            /* wall time: the prompt; everything after */
-    double draft_s, verify_s;              /* parts of decode_s: drafter (ingest + block), target */
-    int stopped;                           /* 1: a stop token, 2: the callback */
-} rt_gen_stats;
-
-/* Generates after prompt[0..n) into out[0..max_tokens): plain decoding when d is NULL and there is
- * no propose hook (or block is 1), else DFlash with block B. *n_out = tokens written (a stop token
- * is included). Greedy DFlash output equals greedy plain output token for token. */
-lq_status rt_generate(const rt_model *m, const rt_drafter *d, const int32_t *prompt, size_t n, const rt_gen_opts *o,
-                      int32_t *out, size_t *n_out, rt_gen_stats *stats, lq_error *err);
 
 #endif

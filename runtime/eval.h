@@ -13,6 +13,7 @@
 
 #include "libquant/libquant.h"
 #include "runtime/dflash.h"
+#include "runtime/generate.h"
 #include "runtime/model.h"
 #include "runtime/tokenizer.h"
 

@@ -37,10 +37,12 @@ double rt_rng_uniform(rt_rng *r) { return (double)(rt_rng_next(r) >> 11) * 0x1.0
 int32_t rt_argmax(const float *logits, uint32_t V)
 {
     uint32_t best = 0;
-    for (uint32_t i = 1; i < V; i++)
+    while (best + 1 < V && isnan(logits[best])) /* a NaN never wins over a number */
+        best++;
+    for (uint32_t i = best + 1; i < V; i++)
         if (logits[i] > logits[best])
             best = i;
-    return (int32_t)best;
+    return isnan(logits[best]) ? 0 : (int32_t)best;
 }
 
 /* Sort order: probability descending, then id ascending. */
@@ -65,8 +67,14 @@ uint32_t rt_dist(const float *logits, uint32_t V, const rt_sampling *s, double *
     for (uint32_t i = 0; i < V; i++)
         mx = (double)logits[i] > mx ? (double)logits[i] : mx;
     for (uint32_t i = 0; i < V; i++) {
-        probs[i] = exp(((double)logits[i] - mx) / s->temperature);
+        probs[i] = isnan(logits[i]) ? 0.0 : exp(((double)logits[i] - mx) / s->temperature);
         sum += probs[i];
+    }
+    if (!(sum > 0) || !isfinite(sum)) { /* no number, or +inf logits: the argmax takes all */
+        for (uint32_t i = 0; i < V; i++)
+            probs[i] = 0;
+        probs[rt_argmax(logits, V)] = 1;
+        return 1;
     }
     for (uint32_t i = 0; i < V; i++)
         probs[i] /= sum;

@@ -6,7 +6,8 @@
  * keeps the k most probable tokens (ties: lower id first), then top-p keeps the smallest prefix
  * of those, most probable first, whose mass reaches top_p (at least one token), then renormalises
  * (the order transformers applies its logits warpers in). T == 0 is greedy: all mass on the
- * argmax (lowest id on ties). */
+ * argmax (lowest id on ties). NaN logits get no mass; a row without a number or with +inf logits
+ * puts all mass on rt_argmax. */
 #ifndef MIMO_RUNTIME_SAMPLE_H
 #define MIMO_RUNTIME_SAMPLE_H
 
@@ -28,6 +29,8 @@ void rt_rng_seed(rt_rng *r, uint64_t seed);
 uint64_t rt_rng_next(rt_rng *r);
 double rt_rng_uniform(rt_rng *r); /* [0, 1), 53 bits */
 
+/* The id of the largest logit: ties go to the lowest id, a NaN never wins over a number (all NaN:
+ * id 0). */
 int32_t rt_argmax(const float *logits, uint32_t V);
 
 /* probs[V] = the distribution above; idx[V] is scratch. Returns the number of tokens with

@@ -22,6 +22,7 @@
 
 #include "libquant/libquant.h"
 #include "runtime/dflash.h"
+#include "runtime/generate.h"
 #include "runtime/eval.h"
 #include "runtime/tokenizer.h"
 
@@ -61,6 +62,7 @@ static void usage(FILE *f)
         "  --no-speed            skip the plain-decoding pass\n"
         "Other:\n"
         "  --threads N           worker threads, 1..256 (default: all cores); figures do not depend on N\n"
+        "  --device D            cpu (default), cuda or cuda:N; a backend this build lacks is an error\n"
         "  --format text|json    (default text)\n"
         "  -q, --quiet           no progress on stderr\n"
         "  -h, --help            this text\n"
@@ -139,6 +141,8 @@ typedef struct set_t {
 typedef struct cfg_t {
     const char *model, *source, *root, *doc_sep, *drafter, *source_drafter;
     uint64_t ctx, ppl_tokens, prompts, plen, gen, block, seed, threads;
+    const char *backend; /* --device */
+    int device;
     int no_ppl, no_dflash, no_speed, json;
 } cfg_t;
 
@@ -668,6 +672,8 @@ int main(int argc, char **argv)
             bad = parse_u64(v, 0, UINT64_MAX, &C.seed);
         else if (!strcmp(a, "--threads"))
             bad = parse_u64(v, 1, 256, &C.threads);
+        else if (!strcmp(a, "--device"))
+            bad = rt_parse_device(v, &C.backend, &C.device);
         else if (!strcmp(a, "--format")) {
             if (!strcmp(v, "json"))
                 C.json = 1;
@@ -719,7 +725,8 @@ int main(int argc, char **argv)
     const char *sep_tok = NULL;
     uint32_t B = 1;
 
-    if (rt_model_open(C.model, &mm[0], &err) != LQ_OK) {
+    const rt_model_opts mo = {.backend = C.backend, .device = C.device, .threads = (int)C.threads, .world = 1};
+    if (rt_model_open(C.model, &mo, &mm[0], &err) != LQ_OK) {
         rc = fail("model", &err);
         goto done;
     }
@@ -741,7 +748,7 @@ int main(int argc, char **argv)
         goto done;
     }
     if (C.source) {
-        if (rt_model_open(C.source, &mm[1], &err) != LQ_OK) {
+        if (rt_model_open(C.source, &mo, &mm[1], &err) != LQ_OK) {
             rc = fail("source", &err);
             goto done;
         }

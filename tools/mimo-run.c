@@ -14,6 +14,7 @@
 
 #include "libquant/libquant.h"
 #include "runtime/dflash.h"
+#include "runtime/generate.h"
 #include "runtime/tokenizer.h"
 
 static void usage(FILE *f)
@@ -31,6 +32,8 @@ static void usage(FILE *f)
         "  --top-p P             nucleus mass in (0, 1] (default 1 = off)\n"
         "  --seed S              sampling seed (default 0)\n"
         "  --threads N           worker threads (default: all cores)\n"
+        "  --device D            cpu (default), cuda or cuda:N; a backend this build lacks is an error\n"
+        "  --max-abs X           refuse weights with |w| > X at load (default 65504; 0 = no bound)\n"
         "  --stop ID[,ID...]     stop ids (default: the config's eos_token_id); --ignore-eos: none\n"
         "  --window-inclusive    SWA keys with i - j <= W (SGLang) instead of i - j < W (default)\n"
         "  --drafter-rope-theta X  RoPE base of the drafter (default: its config's rope_theta)\n"
@@ -200,8 +203,9 @@ int main(int argc, char **argv)
     const char *model = NULL, *prompt = NULL, *prompt_ids = NULL, *prompt_file = NULL, *drafter_dir = NULL,
                *stop_s = NULL;
     uint64_t max_tokens = 64, block = 0, top_k = 0, seed = 0, threads = 0;
-    double temperature = 0, top_p = 1, dtheta = 0;
-    int dflash = -1, json = 0, quiet = 0, ignore_eos = 0, incl = 0;
+    double temperature = 0, top_p = 1, dtheta = 0, max_abs = 0;
+    int dflash = -1, json = 0, quiet = 0, ignore_eos = 0, incl = 0, device = 0;
+    const char *backend = "cpu";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = 0, used = 1;
@@ -245,7 +249,13 @@ int main(int argc, char **argv)
             bad = parse_f(v, 0, 100, &temperature);
         else if (!strcmp(a, "--top-p"))
             bad = parse_f(v, 1e-9, 1, &top_p);
-        else if (!strcmp(a, "--drafter-rope-theta"))
+        else if (!strcmp(a, "--device"))
+            bad = rt_parse_device(v, &backend, &device);
+        else if (!strcmp(a, "--max-abs")) {
+            bad = parse_f(v, 0, 1e300, &max_abs);
+            if (!bad && max_abs == 0)
+                max_abs = -1; /* no bound */
+        } else if (!strcmp(a, "--drafter-rope-theta"))
             bad = parse_f(v, 1.0001, 1e12, &dtheta);
         else if (!strcmp(a, "--format")) {
             if (!strcmp(v, "json"))
@@ -279,7 +289,10 @@ int main(int argc, char **argv)
     }
     lq_error err = {0};
     rt_model *m = NULL;
-    if (rt_model_open(model, &m, &err) != LQ_OK)
+    rt_prof prof = {{0}};
+    rt_model_opts mo = {.backend = backend, .device = device, .threads = (int)threads, .window_inclusive = incl,
+                        .max_abs = max_abs, .world = 1, .prof = &prof};
+    if (rt_model_open(model, &mo, &m, &err) != LQ_OK)
         return fail("model", &err);
     const lq_mimo_config *cfg = rt_model_config(m);
     int rc = 0;
@@ -375,8 +388,7 @@ int main(int argc, char **argv)
     go.sampling = (rt_sampling){temperature, (uint32_t)top_k, top_p, seed};
     go.stop = stops;
     go.n_stop = nstop;
-    rt_prof prof = {{0}};
-    go.rt = (rt_opts){.threads = (int)threads, .window_inclusive = incl, .prof = &prof};
+    go.rt = (rt_opts){.threads = (int)threads};
     if (!json) {
         go.on_tokens = on_tokens;
         go.cb_ctx = &ss;

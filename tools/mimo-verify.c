@@ -41,6 +41,7 @@
 
 #include "libquant/libquant.h"
 #include "runtime/dflash.h"
+#include "runtime/generate.h"
 #include "runtime/model.h"
 #include "runtime/tokenizer.h"
 
@@ -1503,12 +1504,13 @@ static void check_model(const char *artifact, const char *source, const policy *
     model_stats *S = &g_model;
     memset(S, 0, sizeof(*S));
     lq_error_clear(&err);
-    if (rt_model_open(artifact, &ma, &err) != LQ_OK) {
+    const rt_model_opts vmo = {.threads = threads, .world = 1};
+    if (rt_model_open(artifact, &vmo, &ma, &err) != LQ_OK) {
         result(ci, 0, "the artifact cannot be loaded by the runtime: %s", lq_error_format(&err, buf, sizeof(buf)));
         goto done;
     }
     lq_error_clear(&err);
-    if (rt_model_open(source, &ms, &err) != LQ_OK) {
+    if (rt_model_open(source, &vmo, &ms, &err) != LQ_OK) {
         result(ci, 0, "--source %s cannot be loaded by the runtime: %s", source, lq_error_format(&err, buf, sizeof(buf)));
         goto done;
     }

@@ -314,8 +314,8 @@ int main(int argc, char **argv)
     lq_error err;
     lq_error_clear(&err);
     rt_model *mb = NULL, *m8 = NULL;
-    CHECK_MSG(rt_model_open(bf, &mb, &err) == LQ_OK, "%s", ERRS(err));
-    CHECK_MSG(rt_model_open(f8, &m8, &err) == LQ_OK, "%s", ERRS(err));
+    CHECK_MSG(rt_model_open(bf, NULL, &mb, &err) == LQ_OK, "%s", ERRS(err));
+    CHECK_MSG(rt_model_open(f8, NULL, &m8, &err) == LQ_OK, "%s", ERRS(err));
     if (!mb || !m8 || !prompt || !cids || !dtok || !gtok || !g0 || !g1)
         return th_finish("test_eval");
     const size_t V = rt_model_config(mb)->vocab_size, n = lp / 4;

@@ -175,7 +175,7 @@ int main(int argc, char **argv)
     snprintf(tp, sizeof(tp), "%s/tokenizer.json", nano);
     CHECK(rt_tokenizer_open(tp, &tk, &err) == LQ_OK);
     rt_model *m = NULL;
-    CHECK(rt_model_open(nano, &m, &err) == LQ_OK);
+    CHECK(rt_model_open(nano, NULL, &m, &err) == LQ_OK);
     if (!tk || !m)
         return th_finish("test_mimo_eval");
     const size_t V = rt_model_config(m)->vocab_size;

@@ -23,7 +23,7 @@ int main(int argc, char **argv)
     CHECK(system(cmd) == 0);
     lq_error err = {0};
     rt_model *m = NULL;
-    CHECK(rt_model_open(src, &m, &err) == LQ_OK);
+    CHECK(rt_model_open(src, NULL, &m, &err) == LQ_OK);
     if (!m) {
         fprintf(stderr, "%s\n", err.msg);
         return th_finish("test_cache");
@@ -43,10 +43,15 @@ int main(int argc, char **argv)
         seq[i] = (int32_t)((x >> 33) % (V - 8));
     }
     float *ref = malloc(N * V * sizeof(float)), *lg = malloc(N * V * sizeof(float));
+    rt_model *base = m;
     for (int incl = 0; incl < nconv; incl++) {
-        rt_opts o = {.threads = 2, .window_inclusive = incl};
+        /* the window convention is a property of the opened model */
+        rt_model_opts mo = {.threads = 2, .window_inclusive = incl};
+        CHECK(rt_model_open(src, &mo, &m, &err) == LQ_OK);
+        rt_opts o = {.threads = 2};
         rt_cache *full = NULL, *ring = NULL;
-        CHECK(rt_cache_new_ex(m, N, 1, &full, &err) == LQ_OK);
+        rt_cache_opts no_ring = {.no_ring = 1};
+        CHECK(rt_cache_new_ex(m, N, &no_ring, &full, &err) == LQ_OK);
         CHECK(rt_step(m, full, seq, N, &o, ref, NULL, &err) == LQ_OK);
         CHECK(rt_cache_new(m, N, &ring, &err) == LQ_OK);
         printf("window %s: cache %zu bytes with rings, %zu without\n", incl ? "i-j<=W" : "i-j<W", rt_cache_bytes(ring),
@@ -89,7 +94,9 @@ int main(int argc, char **argv)
         CHECK_EQ_U64(rt_cache_len(ring), N - RT_MAX_ROLLBACK);
         rt_cache_free(ring);
         rt_cache_free(full);
+        rt_model_close(m);
     }
+    m = base;
     /* A bad token is refused before anything runs. */
     rt_cache *c = NULL;
     CHECK(rt_cache_new(m, 8, &c, &err) == LQ_OK);

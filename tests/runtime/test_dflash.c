@@ -19,6 +19,7 @@
 #include "../harness.h"
 #include "libquant/libquant.h"
 #include "runtime/dflash.h"
+#include "runtime/generate.h"
 
 static const rt_model *g_m;
 static int g_threads = 2;
@@ -91,7 +92,7 @@ int main(int argc, char **argv)
     lq_error err = {0};
     rt_model *m = NULL;
     rt_drafter *d = NULL;
-    CHECK(rt_model_open(src, &m, &err) == LQ_OK);
+    CHECK(rt_model_open(src, NULL, &m, &err) == LQ_OK);
     CHECK(m && rt_drafter_open(ddir, m, NULL, &d, &err) == LQ_OK);
     if (!m || !d) {
         fprintf(stderr, "%s: %s %s\n", err.rule, err.file, err.msg);
@@ -178,8 +179,9 @@ int main(int argc, char **argv)
         float *taps = malloc(N * nt * H * sizeof(float)), *l1 = malloc(7 * (size_t)V * sizeof(float)),
               *l2 = malloc(7 * (size_t)V * sizeof(float)), *l3 = malloc(7 * (size_t)V * sizeof(float));
         rt_cache *kv = NULL;
-        CHECK(rt_cache_new(m, N, &kv, &err) == LQ_OK);
-        rt_out ro = {NULL, NULL, dc->taps, nt, taps};
+        rt_cache_opts co = {0, dc->taps, nt};
+        CHECK(rt_cache_new_ex(m, N, &co, &kv, &err) == LQ_OK);
+        rt_sel ro = {.tap_out = taps};
         CHECK(rt_step_ex(m, kv, seq, N, &o.rt, &ro, &err) == LQ_OK);
         rt_dcache *a = NULL, *b = NULL;
         CHECK(rt_dcache_new(d, N, &a, &err) == LQ_OK);

@@ -14,6 +14,7 @@
 #include "golden_io.h"
 #include "libquant/libquant.h"
 #include "runtime/dflash.h"
+#include "runtime/generate.h"
 
 /* per-step accepted counts, from the sizes of the committed batches (the first is the prefill's) */
 typedef struct trace {
@@ -81,7 +82,7 @@ int main(int argc, char **argv)
     char eb[1600];
     rt_model *m = NULL;
     rt_drafter *d = NULL;
-    CHECK_MSG(rt_model_open(src, &m, &err) == LQ_OK, "%s", lq_error_format(&err, eb, sizeof(eb)));
+    CHECK_MSG(rt_model_open(src, NULL, &m, &err) == LQ_OK, "%s", lq_error_format(&err, eb, sizeof(eb)));
     CHECK_MSG(m && rt_drafter_open(ddir, m, NULL, &d, &err) == LQ_OK, "%s", lq_error_format(&err, eb, sizeof(eb)));
     if (!m || !d || !ids || !tr || !ft || !dt || !gt || !gtaps || !gctx || !glog)
         return th_finish("test_dflash_golden");
@@ -95,8 +96,9 @@ int main(int argc, char **argv)
     /* taps and context features */
     float *taps = malloc(N * NT * H * sizeof(float)), *ctx = malloc(N * dc->hidden_size * sizeof(float));
     rt_cache *kv = NULL;
-    CHECK(rt_cache_new(m, N, &kv, &err) == LQ_OK);
-    rt_out ro = {NULL, NULL, dc->taps, (uint32_t)NT, taps};
+    rt_cache_opts co = {0, dc->taps, (uint32_t)NT};
+    CHECK(rt_cache_new_ex(m, N, &co, &kv, &err) == LQ_OK);
+    rt_sel ro = {.tap_out = taps};
     CHECK(rt_step_ex(m, kv, ids, N, &o, &ro, &err) == LQ_OK);
     double wt = 0, wc = 0;
     for (size_t t = 0; t < N; t++)

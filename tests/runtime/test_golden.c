@@ -44,7 +44,7 @@ int main(int argc, char **argv)
     lq_error err;
     lq_error_clear(&err);
     char eb[1400];
-    CHECK_MSG(rt_model_open(src, &m, &err) == LQ_OK, "open: %s", lq_error_format(&err, eb, sizeof(eb)));
+    CHECK_MSG(rt_model_open(src, NULL, &m, &err) == LQ_OK, "open: %s", lq_error_format(&err, eb, sizeof(eb)));
     if (!m || !prompt || !glog || !ghid || !greedy)
         return th_finish("test_golden");
     const lq_mimo_config *c = rt_model_config(m);

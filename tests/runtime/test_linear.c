@@ -13,7 +13,7 @@
 
 #include "../harness.h"
 #include "libquant/libquant.h"
-#include "runtime/linear.h"
+#include "runtime/cpu/linear.h"
 
 static double rel_l2(const float *a, const double *b, size_t n)
 {

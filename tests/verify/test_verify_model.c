@@ -143,7 +143,7 @@ static int own_figures(const char *art, const char *src, const int32_t *ids, siz
     rt_model *ma = NULL, *ms = NULL;
     lq_error err;
     rt_opts o = {.threads = 2};
-    int ok = rt_model_open(pa, &ma, &err) == LQ_OK && rt_model_open(ps, &ms, &err) == LQ_OK;
+    int ok = rt_model_open(pa, NULL, &ma, &err) == LQ_OK && rt_model_open(ps, NULL, &ms, &err) == LQ_OK;
     if (!ok) {
         rt_model_close(ma);
         return -1;
