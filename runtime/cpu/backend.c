@@ -233,7 +233,7 @@ typedef struct att_job {
     const rt_kv *kv;
     const float *q, *sinks;
     float *out;
-    size_t p0, n, parts, span; /* span: keys visible back from a query (0 = all) */
+    size_t p0, n, parts, span, cap; /* span: keys visible back from a query (0 = all); cap: the context's */
     uint32_t nq, group, dqk, dv;
     uint64_t qr;
     float scale;
@@ -244,7 +244,7 @@ static void att_task(void *ctx, size_t part)
 {
     att_job *j = ctx;
     size_t pairs = j->n * j->nq, b = pairs * part / j->parts, e = pairs * (part + 1) / j->parts;
-    float *sc = rt_thread_buf(1, j->p0 + j->n + 1);
+    float *sc = rt_thread_buf(1, j->cap + 1); /* sized by the context, so a growing one never reallocates */
     j->st[part] = sc ? LQ_OK : LQ_ERR_NO_MEMORY;
     for (size_t pr = b; sc && pr < e; pr++) {
         size_t ti = pr / j->nq, i = j->p0 + ti;
@@ -310,7 +310,7 @@ static lq_status attention(const cpu_be *be, const rt_wlayer *L, const cpu_layer
         memcpy(rt_kv_val(kv, p0 + t), v + t * vr, vr * sizeof(float));
     }
     att_job j = {0};
-    j.kv = kv, j.q = q, j.sinks = CL->sinks, j.out = x->att, j.p0 = p0, j.n = n;
+    j.kv = kv, j.q = q, j.sinks = CL->sinks, j.out = x->att, j.p0 = p0, j.n = n, j.cap = x->cap;
     j.span = L->swa ? (be->window_inclusive ? (size_t)c->sliding_window + 1 : (size_t)c->sliding_window) : 0;
     j.nq = L->nq, j.group = L->nq / L->nkv, j.dqk = L->dqk, j.dv = L->dv, j.qr = qr;
     j.scale = 1.0f / sqrtf((float)L->dqk);
