@@ -33,6 +33,10 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* The rule of a failure inside a step: its own for out of memory and non-finite values, else a
+ * format error of the weight being read. */
+#define RULE(st) ((st) == LQ_ERR_NO_MEMORY ? "RT_NO_MEMORY" : (st) == LQ_ERR_NUMERIC ? "RT_NONFINITE" : "RT_FORMAT")
+
 static uint64_t umax(uint64_t a, uint64_t b) { return a > b ? a : b; }
 
 /* A small stored tensor decoded to f32 (NULL for an absent one: n == 0). */
@@ -46,7 +50,7 @@ static lq_status decode_vec(const rt_vec *v, float **out, lq_error *err)
         return lq_fail(err, LQ_ERR_NO_MEMORY, v->file, v->name, NULL, "out of memory");
     lq_status st = lq_to_f32(v->dtype, v->data, (size_t)v->n, *out);
     if (st != LQ_OK)
-        return lq_fail(err, st, v->file, v->name, "RT_FORMAT", "cannot decode %s", lq_dtype_name(v->dtype));
+        return lq_fail(err, st, v->file, v->name, RULE(st), "cannot decode %s", lq_dtype_name(v->dtype));
     return LQ_OK;
 }
 
@@ -194,7 +198,7 @@ static lq_status cpu_ctx_new(void *p, size_t max_tokens, const rt_cache_opts *o,
 #undef A
     if (!ok) {
         cpu_ctx_free(x);
-        return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, "RT_CACHE", "cannot allocate a context of %zu tokens",
+        return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, "RT_NO_MEMORY", "cannot allocate a context of %zu tokens",
                        max_tokens);
     }
     *out = x;
@@ -293,7 +297,7 @@ static lq_status attention(const cpu_be *be, const rt_wlayer *L, const cpu_layer
             st = rt_linear_forward(&L->v, xn, n, 0, vr, v, vr, threads);
     }
     if (st != LQ_OK)
-        return lq_fail(err, st, NULL, L->fused ? L->qkv.name : L->q.name, "RT_FORMAT", "projection failed");
+        return lq_fail(err, st, NULL, L->fused ? L->qkv.name : L->q.name, RULE(st), "projection failed");
     float vscale = (float)c->attention_value_scale;
     for (size_t t = 0; t < n; t++) {
         for (uint32_t h = 0; h < L->nq; h++)
@@ -319,10 +323,10 @@ static lq_status attention(const cpu_be *be, const rt_wlayer *L, const cpu_layer
     lq_parallel_for(j.parts, (int)j.parts, att_task, &j);
     for (size_t i = 0; i < j.parts; i++)
         if (j.st[i] != LQ_OK)
-            return lq_fail(err, j.st[i], NULL, NULL, NULL, "out of memory for attention scores");
+            return lq_fail(err, j.st[i], NULL, NULL, "RT_NO_MEMORY", "out of memory for attention scores");
     st = rt_linear_forward(&L->o, x->att, n, 0, c->hidden_size, x->y, c->hidden_size, threads);
     if (st != LQ_OK)
-        return lq_fail(err, st, NULL, L->o.name, "RT_FORMAT", "projection failed");
+        return lq_fail(err, st, NULL, L->o.name, RULE(st), "projection failed");
     return LQ_OK;
 }
 
@@ -359,7 +363,7 @@ static lq_status moe(const cpu_be *be, const rt_wlayer *L, const cpu_layer *CL, 
         }
     }
     if (st != LQ_OK)
-        return lq_fail(err, st, NULL, NULL, "RT_FORMAT", "expert forward failed");
+        return lq_fail(err, st, NULL, NULL, RULE(st), "expert forward failed");
     return LQ_OK;
 }
 
@@ -385,7 +389,7 @@ static lq_status chunk(cpu_be *be, cpu_ctx *x, size_t p0, const int32_t *tokens,
     for (size_t t = 0; t < n && st == LQ_OK; t++)
         st = rt_linear_rows(&w->embed, (uint64_t)tokens[t], (uint64_t)tokens[t] + 1, h + t * H);
     if (st != LQ_OK)
-        return lq_fail(err, st, NULL, w->embed.name, "RT_FORMAT", "embedding failed");
+        return lq_fail(err, st, NULL, w->embed.name, RULE(st), "embedding failed");
     if (sel->hidden)
         memcpy(sel->hidden + off * H, h, n * H * sizeof(float));
     for (uint32_t li = 0; li < c->num_hidden_layers && st == LQ_OK; li++) {
@@ -407,7 +411,7 @@ static lq_status chunk(cpu_be *be, cpu_ctx *x, size_t p0, const int32_t *tokens,
         if (L->moe)
             st = moe(be, L, CL, x, n, threads, err);
         else if ((st = rt_swiglu(&L->gate, &L->up, &L->down, xn, n, threads, x->a, x->b, y)) != LQ_OK)
-            lq_fail(err, st, NULL, L->gate.name, "RT_FORMAT", "MLP failed");
+            lq_fail(err, st, NULL, L->gate.name, RULE(st), "MLP failed");
         if (prof)
             prof->s[L->moe ? RT_PROF_MOE : RT_PROF_DENSE] += now_s() - t0, spent += now_s() - t0;
         if (st != LQ_OK)
@@ -442,7 +446,7 @@ static lq_status chunk(cpu_be *be, cpu_ctx *x, size_t p0, const int32_t *tokens,
         float *dst = sel->rows <= RT_KEEP_ROWS ? x->keep + r0 * V : sel->logits + r0 * V;
         st = rt_linear_forward(&w->lm_head, xn + first * H, nr, 0, V, dst, V, threads);
         if (st != LQ_OK)
-            return lq_fail(err, st, NULL, w->lm_head.name, "RT_FORMAT", "lm_head failed");
+            return lq_fail(err, st, NULL, w->lm_head.name, RULE(st), "lm_head failed");
         for (size_t r = 0; r < nr; r++)
             if (!all_finite(dst + r * V, V))
                 return lq_fail(err, LQ_ERR_NUMERIC, lq_ckpt_dir(w->ck), NULL, "RT_NONFINITE",
@@ -625,7 +629,7 @@ static lq_status cpu_dctx_new(void *p, size_t max_tokens, void **out, lq_error *
 #undef A
     if (!ok) {
         cpu_dctx_free(c);
-        return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, "RT_CACHE", "cannot allocate a draft context of %zu tokens",
+        return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, "RT_NO_MEMORY", "cannot allocate a draft context of %zu tokens",
                        max_tokens);
     }
     *out = c;
@@ -697,7 +701,7 @@ static lq_status cpu_ingest(void *p, void *dctx, size_t pos, const float *taps, 
         }
     }
     if (st != LQ_OK)
-        return lq_fail(err, st, NULL, NULL, "RT_FORMAT", "drafter context projection failed");
+        return lq_fail(err, st, NULL, NULL, RULE(st), "drafter context projection failed");
     return LQ_OK;
 }
 
@@ -712,7 +716,7 @@ static lq_status cpu_draft(void *p, void *dctx, size_t pos, int32_t anchor, uint
     float *h = c->h, *u = c->u, *y = c->y, *q = c->q, *kb = c->kb, *vb = c->vb;
     lq_status st = rt_linear_rows(&tw->embed, (uint64_t)anchor, (uint64_t)anchor + 1, h);
     if (st != LQ_OK)
-        return lq_fail(err, st, NULL, tw->embed.name, "RT_FORMAT", "embedding failed");
+        return lq_fail(err, st, NULL, tw->embed.name, RULE(st), "embedding failed");
     for (uint32_t r = 1; r < B; r++)
         memcpy(h + r * H, D->mask_emb, H * sizeof(float));
     const float scale = 1.0f / sqrtf((float)D->d);
@@ -763,11 +767,11 @@ static lq_status cpu_draft(void *p, void *dctx, size_t pos, int32_t anchor, uint
             h[i] += y[i];
     }
     if (st != LQ_OK)
-        return lq_fail(err, st, NULL, NULL, "RT_FORMAT", "draft forward failed");
+        return lq_fail(err, st, NULL, NULL, RULE(st), "draft forward failed");
     for (uint32_t r = 1; r < B; r++)
         rt_rmsnorm(h + r * H, D->norm, H, D->c->rms_norm_eps, u + (r - 1) * H);
     if ((st = rt_linear_forward(&tw->lm_head, u, k, 0, V, c->lg, V, threads)) != LQ_OK)
-        return lq_fail(err, st, NULL, tw->lm_head.name, "RT_FORMAT", "lm_head failed");
+        return lq_fail(err, st, NULL, tw->lm_head.name, RULE(st), "lm_head failed");
     for (uint32_t r = 0; r < k; r++)
         drafts[r] = rt_argmax(c->lg + (size_t)r * V, V);
     if (logits)
