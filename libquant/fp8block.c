@@ -7,6 +7,8 @@
  * w = fp8 * scale in f32, one rounding, as DeepSeek's weight_dequant does. */
 #include "fp8block.h"
 
+#include "fp_formats.h"
+
 #include <math.h>
 #include <pthread.h>
 #include <string.h>
@@ -104,7 +106,7 @@ static float scale_value(lq_dtype sdt, const void *scale, uint64_t idx)
         memcpy(&h, p + 2 * idx, 2);
         return lq_bf16_to_f32(h);
     }
-    default: return lq_e8m0_to_f32(p[idx]);
+    default: return lq_e8m0_decode(p[idx]);
     }
 }
 
@@ -115,10 +117,10 @@ static pthread_once_t g_lut_once = PTHREAD_ONCE_INIT;
 static void build_luts(void)
 {
     for (int b = 0; b < 256; b++) {
-        g_lut[0][b] = lq_e4m3_to_f32((uint8_t)b);
-        g_lut[1][b] = lq_e5m2_to_f32((uint8_t)b);
-        g_bad[0][b] = !isfinite(g_lut[0][b]);
-        g_bad[1][b] = !isfinite(g_lut[1][b]);
+        g_lut[0][b] = lq_e4m3_decode((uint8_t)b);
+        g_lut[1][b] = lq_e5m2_decode((uint8_t)b);
+        g_bad[0][b] = (uint8_t)lq_e4m3_is_nan((uint8_t)b);
+        g_bad[1][b] = (uint8_t)lq_e5m2_is_nonfinite((uint8_t)b);
     }
 }
 
@@ -165,7 +167,7 @@ lq_status lq_fp8_block_dequant(const lq_fp8_grid *g, lq_dtype wdt, const uint8_t
                                (unsigned long long)si, (unsigned long long)sr,
                                (unsigned long long)cb, (double)sc);
             /* non-finite codes: E4M3 S.1111.111 (NaN); E5M2 exponent 11111 (inf, NaN) */
-            const unsigned nm = e5 ? 0x7Cu : 0x7Fu;
+            const unsigned nm = e5 ? LQ_E5M2_NONFINITE_MASK : LQ_E4M3_NAN_MASK;
             unsigned any_bad = 0;
             for (uint64_t c = c0; c < c1; c++) {
                 orow[c] = lut[wr[c]] * sc;
