@@ -82,8 +82,7 @@ uint64_t lq_fp8_grid_scale_row(const lq_fp8_grid *g, uint64_t r)
     return shard * ceil_div(rs, g->block_r) + local / g->block_r;
 }
 
-/* Whether g is internally consistent (what detect guarantees), so indexing stays in bounds. */
-static int grid_ok(const lq_fp8_grid *g)
+int lq_fp8_grid_ok(const lq_fp8_grid *g)
 {
     if (!g || g->block_r == 0 || g->block_c == 0 || g->shards == 0)
         return 0;
@@ -128,7 +127,7 @@ lq_status lq_fp8_block_dequant(const lq_fp8_grid *g, lq_dtype wdt, const uint8_t
                                lq_dtype sdt, const void *scale, uint64_t r0, uint64_t r1,
                                float *out, const char *tensor, lq_error *err)
 {
-    if (!grid_ok(g))
+    if (!lq_fp8_grid_ok(g))
         return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, NULL, tensor, "FP8_SCALE_SHAPE",
                        "inconsistent scale grid");
     if (r0 > r1 || r1 > g->rows)
@@ -190,7 +189,7 @@ lq_status lq_fp8_block_dequant(const lq_fp8_grid *g, lq_dtype wdt, const uint8_t
 
 lq_status lq_fp8_block_quant(const lq_fp8_grid *g, const float *w, uint8_t *q, float *scale)
 {
-    if (!grid_ok(g))
+    if (!lq_fp8_grid_ok(g))
         return LQ_ERR_INVALID_ARGUMENT;
     if (g->rows == 0 || g->cols == 0)
         return LQ_OK;
