@@ -7,14 +7,7 @@
 
 #include <cuda_bf16.h>
 
-__constant__ float kn_fp4_lut[16] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f,
-                                     -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
-
-__device__ __forceinline__ float e8m0_to_f32(unsigned b)
-{
-    /* b >= 1: exponent field b (exact); b == 0: 2^-127 is the subnormal 0x00400000; 0xFF: NaN. */
-    return __uint_as_float(b == 0 ? 0x00400000u : (b == 255 ? 0x7FC00000u : (b << 23)));
-}
+#include "libquant/fp_formats.h"
 
 template <int BF16>
 __global__ void mxfp4_dequant_kernel(const uint32_t *__restrict__ packed, const uint8_t *__restrict__ scales,
@@ -23,13 +16,13 @@ __global__ void mxfp4_dequant_kernel(const uint32_t *__restrict__ packed, const 
     for (uint64_t c = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; c < nchunks;
          c += (uint64_t)gridDim.x * blockDim.x) {
         uint32_t w = packed[c];          /* elements 8c .. 8c+7 */
-        float s = e8m0_to_f32(scales[c >> 2]);
+        float s = lq_e8m0_decode(scales[c >> 2]); /* 0 -> 2^-127 (subnormal), 0xFF -> NaN */
         float v[8];
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             uint32_t byte = (w >> (8 * i)) & 0xFF;
-            v[2 * i] = kn_fp4_lut[byte & 0xF] * s;
-            v[2 * i + 1] = kn_fp4_lut[byte >> 4] * s;
+            v[2 * i] = lq_e2m1_decode(byte & 0xF) * s;
+            v[2 * i + 1] = lq_e2m1_decode(byte >> 4) * s;
         }
         if (BF16) {
             uint32_t q[4];
@@ -49,7 +42,7 @@ __global__ void mxfp4_dequant_kernel(const uint32_t *__restrict__ packed, const 
 
 extern "C" lq_status kn_mxfp4_dequant(const kn_mxfp4_dequant_args *a, cudaStream_t stream)
 {
-    if (!a || !a->packed || !a->scales || !a->out || a->n % 32 != 0)
+    if (!a || !a->packed || !a->scales || !a->out || a->n % LQ_MXFP4_BLOCK != 0)
         return LQ_ERR_INVALID_ARGUMENT;
     if (((uintptr_t)a->packed | (uintptr_t)a->out) % 16 != 0)
         return LQ_ERR_INVALID_ARGUMENT;

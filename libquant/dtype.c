@@ -1,8 +1,9 @@
 /* Element types: dtype names and sizes, and exact scalar and bulk conversions (dtype.h).
  *
- * Every narrow float format here is decoded by assembling IEEE binary32 bits directly (normal
+ * Every narrow float format is decoded by assembling IEEE binary32 bits directly (normal
  * numbers) or by an exact integer-times-power-of-two product (subnormals), so decoding never
- * rounds. Encoding from f32 goes through one integer routine, encode_minifloat(), that rounds
+ * rounds. F16 and BF16 are decoded here; F8_E4M3, F8_E5M2 and F8_E8M0 in fp_formats.h, which
+ * the codec, the value checks and the CUDA kernels share. Encoding from f32 goes through one integer routine, encode_minifloat(), that rounds
  * the 24-bit significand to nearest with ties to even by shifting; it serves F16, F8_E4M3 and
  * F8_E5M2 alike, because in all three the code of a magnitude is monotone in the magnitude and
  * the carry out of the mantissa moves into the exponent field by plain addition. BF16 uses the
@@ -17,6 +18,7 @@
  *   BF16: NaN gives 0x7FC0 with f's sign. */
 #include "dtype.h"
 
+#include "fp_formats.h"
 #include "internal/bits.h"
 
 #include <string.h>
@@ -191,15 +193,7 @@ uint16_t lq_f32_to_f16(float f)
 
 float lq_e4m3_to_f32(uint8_t b)
 {
-    uint32_t sign = (uint32_t)(b & 0x80u) << 24;
-    uint32_t e = (b >> 3) & 0xFu, m = b & 0x7u;
-    if (e == 15 && m == 7)
-        return bits_f32(sign | 0x7FC00000u);
-    if (e == 0) {
-        float v = (float)m * 0x1p-9f; /* subnormal: M/8 * 2^-6 */
-        return bits_f32(f32_bits(v) | sign);
-    }
-    return bits_f32(sign | ((e + 120u) << 23) | (m << 20));
+    return lq_e4m3_decode(b);
 }
 
 uint8_t lq_f32_to_e4m3(float f)
@@ -216,15 +210,7 @@ uint8_t lq_f32_to_e4m3_sat(float f)
 
 float lq_e5m2_to_f32(uint8_t b)
 {
-    uint32_t sign = (uint32_t)(b & 0x80u) << 24;
-    uint32_t e = (b >> 2) & 0x1Fu, m = b & 0x3u;
-    if (e == 0) {
-        float v = (float)m * 0x1p-16f; /* subnormal: M/4 * 2^-14 */
-        return bits_f32(f32_bits(v) | sign);
-    }
-    if (e == 31) /* inf, or NaN as the canonical quiet NaN (what ml_dtypes returns) */
-        return bits_f32(sign | (m ? 0x7FC00000u : 0x7F800000u));
-    return bits_f32(sign | ((e + 112u) << 23) | (m << 21));
+    return lq_e5m2_decode(b);
 }
 
 uint8_t lq_f32_to_e5m2(float f)
@@ -235,11 +221,7 @@ uint8_t lq_f32_to_e5m2(float f)
 
 float lq_e8m0_to_f32(uint8_t b)
 {
-    if (b == 0xFFu)
-        return bits_f32(0x7FC00000u);
-    if (b == 0)
-        return bits_f32(0x00400000u); /* 2^-127 is an f32 subnormal */
-    return bits_f32((uint32_t)b << 23);
+    return lq_e8m0_decode(b);
 }
 
 /* ---- bulk conversions ---- */
@@ -278,9 +260,9 @@ lq_status lq_to_f32(lq_dtype dt, const void *src, size_t n, float *dst)
         float lut[256];
         for (int b = 0; b < 256; b++) {
             switch (dt) {
-            case LQ_DTYPE_F8_E4M3: lut[b] = lq_e4m3_to_f32((uint8_t)b); break;
-            case LQ_DTYPE_F8_E5M2: lut[b] = lq_e5m2_to_f32((uint8_t)b); break;
-            case LQ_DTYPE_F8_E8M0: lut[b] = lq_e8m0_to_f32((uint8_t)b); break;
+            case LQ_DTYPE_F8_E4M3: lut[b] = lq_e4m3_decode((uint8_t)b); break;
+            case LQ_DTYPE_F8_E5M2: lut[b] = lq_e5m2_decode((uint8_t)b); break;
+            case LQ_DTYPE_F8_E8M0: lut[b] = lq_e8m0_decode((uint8_t)b); break;
             case LQ_DTYPE_U8: lut[b] = (float)b; break;
             default: lut[b] = (float)(b < 128 ? b : b - 256); break;
             }

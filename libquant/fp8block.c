@@ -7,6 +7,8 @@
  * w = fp8 * scale in f32, one rounding, as DeepSeek's weight_dequant does. */
 #include "fp8block.h"
 
+#include "fp_formats.h"
+
 #include <math.h>
 #include <pthread.h>
 #include <string.h>
@@ -80,8 +82,7 @@ uint64_t lq_fp8_grid_scale_row(const lq_fp8_grid *g, uint64_t r)
     return shard * ceil_div(rs, g->block_r) + local / g->block_r;
 }
 
-/* Whether g is internally consistent (what detect guarantees), so indexing stays in bounds. */
-static int grid_ok(const lq_fp8_grid *g)
+int lq_fp8_grid_ok(const lq_fp8_grid *g)
 {
     if (!g || g->block_r == 0 || g->block_c == 0 || g->shards == 0)
         return 0;
@@ -104,7 +105,7 @@ static float scale_value(lq_dtype sdt, const void *scale, uint64_t idx)
         memcpy(&h, p + 2 * idx, 2);
         return lq_bf16_to_f32(h);
     }
-    default: return lq_e8m0_to_f32(p[idx]);
+    default: return lq_e8m0_decode(p[idx]);
     }
 }
 
@@ -115,10 +116,10 @@ static pthread_once_t g_lut_once = PTHREAD_ONCE_INIT;
 static void build_luts(void)
 {
     for (int b = 0; b < 256; b++) {
-        g_lut[0][b] = lq_e4m3_to_f32((uint8_t)b);
-        g_lut[1][b] = lq_e5m2_to_f32((uint8_t)b);
-        g_bad[0][b] = !isfinite(g_lut[0][b]);
-        g_bad[1][b] = !isfinite(g_lut[1][b]);
+        g_lut[0][b] = lq_e4m3_decode((uint8_t)b);
+        g_lut[1][b] = lq_e5m2_decode((uint8_t)b);
+        g_bad[0][b] = (uint8_t)lq_e4m3_is_nan((uint8_t)b);
+        g_bad[1][b] = (uint8_t)lq_e5m2_is_nonfinite((uint8_t)b);
     }
 }
 
@@ -126,7 +127,7 @@ lq_status lq_fp8_block_dequant(const lq_fp8_grid *g, lq_dtype wdt, const uint8_t
                                lq_dtype sdt, const void *scale, uint64_t r0, uint64_t r1,
                                float *out, const char *tensor, lq_error *err)
 {
-    if (!grid_ok(g))
+    if (!lq_fp8_grid_ok(g))
         return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, NULL, tensor, "FP8_SCALE_SHAPE",
                        "inconsistent scale grid");
     if (r0 > r1 || r1 > g->rows)
@@ -165,7 +166,7 @@ lq_status lq_fp8_block_dequant(const lq_fp8_grid *g, lq_dtype wdt, const uint8_t
                                (unsigned long long)si, (unsigned long long)sr,
                                (unsigned long long)cb, (double)sc);
             /* non-finite codes: E4M3 S.1111.111 (NaN); E5M2 exponent 11111 (inf, NaN) */
-            const unsigned nm = e5 ? 0x7Cu : 0x7Fu;
+            const unsigned nm = e5 ? LQ_E5M2_NONFINITE_MASK : LQ_E4M3_NAN_MASK;
             unsigned any_bad = 0;
             for (uint64_t c = c0; c < c1; c++) {
                 orow[c] = lut[wr[c]] * sc;
@@ -188,7 +189,7 @@ lq_status lq_fp8_block_dequant(const lq_fp8_grid *g, lq_dtype wdt, const uint8_t
 
 lq_status lq_fp8_block_quant(const lq_fp8_grid *g, const float *w, uint8_t *q, float *scale)
 {
-    if (!grid_ok(g))
+    if (!lq_fp8_grid_ok(g))
         return LQ_ERR_INVALID_ARGUMENT;
     if (g->rows == 0 || g->cols == 0)
         return LQ_OK;

@@ -38,6 +38,11 @@ lq_status lq_fp8_grid_detect(uint64_t rows, uint64_t cols, uint64_t srows, uint6
                              uint32_t block_r, uint32_t block_c, uint32_t hint,
                              const char *tensor, lq_fp8_grid *grid, lq_error *err);
 
+/* Whether g is internally consistent, as lq_fp8_grid_detect fills it (non-zero block sizes and
+ * shard count, rows % shards == 0, the grid shape that the shard count implies), so that every
+ * scale index of every row is in bounds. NULL -> 0. */
+int lq_fp8_grid_ok(const lq_fp8_grid *g);
+
 /* Scale row used by weight row r (r < rows; g as filled by lq_fp8_grid_detect). */
 uint64_t lq_fp8_grid_scale_row(const lq_fp8_grid *g, uint64_t r);
 

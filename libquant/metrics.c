@@ -6,6 +6,8 @@
  * any f32 are doubles), so the count is exact. */
 #include "metrics.h"
 
+#include "fp_formats.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -121,17 +123,6 @@ void lq_err_acc_finish(const lq_err_acc *a, lq_metrics *m)
 
 /* ---- MXFP4 pairs (lq_err_acc_add_mx) ---- */
 
-static const float fp4_lut[16] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f,
-                                  -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
-
-static float e8m0_f(uint8_t s)
-{
-    uint32_t u = s == 0 ? 0x00400000u : (uint32_t)s << 23;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
 /* Per-call double accumulators, one per lane: a block's f32 lane sums (in units of the block
  * scale X) are scaled back by X^2 (exact in double) and added lane by lane; the lanes are summed
  * into the totals in order at the end of the call. Both paths do exactly this, so they agree to
@@ -170,23 +161,12 @@ static void fold_total(lq_err_acc *a, const lanes *L)
         a->max_abs = L->m[l] > a->max_abs ? L->m[l] : a->max_abs;
 }
 
-/* 1 / X for a scale byte s <= 252: 2^(127 - s), a normal f32. */
-static float e8m0_inv(uint8_t s)
-{
-    uint32_t u = (uint32_t)(254 - s) << 23;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
 /* A block that needs the careful path: decode to f32, then per-element double sums. */
 static void slow_block(lq_err_acc *a, const float *w, const uint8_t *p, uint8_t s)
 {
     float q[32];
-    for (int i = 0; i < 32; i++) {
-        uint8_t c = (uint8_t)((p[i / 2] >> ((i & 1) * 4)) & 0xF);
-        q[i] = s == 0xFF ? NAN : fp4_lut[c] * e8m0_f(s);
-    }
+    for (unsigned i = 0; i < 32; i++)
+        q[i] = lq_e2m1_decode(lq_mxfp4_code(p, i)) * lq_e8m0_decode(s); /* 0xFF: NaN */
     lq_err_acc_add(a, w, q, 32, &s);
 }
 
@@ -215,15 +195,14 @@ static void add_mx_portable(lq_err_acc *a, const float *w, const uint8_t *packed
             slow_block(a, wb, pb, s);
             continue;
         }
-        float inv = e8m0_inv(s);
+        float inv = lq_e8m0_recip(s); /* 1 / X, a normal f32 for s <= 252 */
         float sw2[8] = {0}, sq2[8] = {0}, swq[8] = {0}, se2[8] = {0}, mx[8] = {0};
         uint64_t zeroed = 0, clipped = 0;
         for (int j = 0; j < 4; j++) {
             for (int l = 0; l < 8; l++) {
                 int i = 8 * j + l;
-                uint8_t c = (uint8_t)((pb[i / 2] >> ((i & 1) * 4)) & 0xF);
-                float wi = wb[i] * inv; /* w / X */
-                float qi = fp4_lut[c];  /* q / X */
+                float wi = wb[i] * inv;                               /* w / X */
+                float qi = lq_e2m1_decode(lq_mxfp4_code(pb, (unsigned)i)); /* q / X */
                 float e = wi - qi;
                 float p1 = wi * wi, p2 = qi * qi, p3 = wi * qi, p4 = e * e;
                 sw2[l] = sw2[l] + p1;
@@ -236,7 +215,7 @@ static void add_mx_portable(lq_err_acc *a, const float *w, const uint8_t *packed
                 clipped += fabsf(wi) > 6.0f;
             }
         }
-        fold_block(&L, sw2, sq2, swq, se2, mx, (double)e8m0_f(s));
+        fold_block(&L, sw2, sq2, swq, se2, mx, (double)lq_e8m0_decode(s));
         a->n += 32;
         a->zeroed += zeroed;
         a->clipped += clipped;
@@ -250,7 +229,7 @@ static void add_mx_portable(lq_err_acc *a, const float *w, const uint8_t *packed
 __attribute__((target("avx2"))) static void add_mx_avx2(lq_err_acc *a, const float *w, const uint8_t *packed,
                                                        const uint8_t *scales, size_t n)
 {
-    const __m256 lut = _mm256_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f);
+    const __m256 lut = _mm256_loadu_ps(lq_e2m1_values); /* magnitudes of codes 0..7 */
     const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
     const __m256i m7 = _mm256_set1_epi32(7), m8 = _mm256_set1_epi32(8);
     const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
@@ -267,7 +246,7 @@ __attribute__((target("avx2"))) static void add_mx_avx2(lq_err_acc *a, const flo
             slow_block(a, wb, pb, s);
             continue;
         }
-        __m256 inv = _mm256_set1_ps(e8m0_inv(s)), limit = _mm256_set1_ps(6.0f);
+        __m256 inv = _mm256_set1_ps(lq_e8m0_recip(s)), limit = _mm256_set1_ps(6.0f);
         __m256 sw2 = zero, sq2 = zero, swq = zero, se2 = zero, mx = zero;
         uint64_t zeroed = 0, clipped = 0;
         for (int j = 0; j < 4; j++) {
@@ -292,7 +271,7 @@ __attribute__((target("avx2"))) static void add_mx_avx2(lq_err_acc *a, const flo
             clipped += (uint64_t)__builtin_popcount((unsigned)_mm256_movemask_ps(cl));
         }
         /* fold_block, four doubles at a time: lanes 0-3 then 4-7. */
-        double x = (double)e8m0_f(s);
+        double x = (double)lq_e8m0_decode(s);
         __m256d xv = _mm256_set1_pd(x), x2v = _mm256_set1_pd(x * x);
         __m256 v[4] = {sw2, sq2, swq, se2};
         for (int k = 0; k < 4; k++) {

@@ -34,8 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-const float lq_fp4_values[16] = {0.0f,  0.5f,  1.0f,  1.5f,  2.0f,  3.0f,  4.0f,  6.0f,
-                                 -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
+const float lq_fp4_values[16] = LQ_E2M1_VALUES;
 
 const char *lq_mx_scale_mode_name(lq_mx_scale_mode m)
 {
@@ -78,12 +77,11 @@ uint8_t lq_fp4_encode(float v)
     return (uint8_t)(((u >> 28) & 8u) | fp4_mag_code(bits_f32(u & 0x7FFFFFFFu)));
 }
 
-/* 2^-e as a float, e in [-127, 127]. */
+/* 2^-e as a float, e in [-127, 127]: the reciprocal of the E8M0 scale e + 127 (2^-127 is an
+ * f32 subnormal). */
 static inline float pow2_neg(int e)
 {
-    if (e >= 127)
-        return bits_f32(0x00400000u); /* 2^-127, an f32 subnormal */
-    return bits_f32((uint32_t)(127 - e) << 23);
+    return lq_e8m0_recip((uint8_t)(e + 127));
 }
 
 static inline int clamp_exp(int e)
@@ -329,8 +327,8 @@ MX_TARGET_AVX2 static inline uint32_t amax_avx2(const float *xb)
 MX_TARGET_AVX2 static inline double mse_delta_avx2(const float *xb, float s)
 {
     const __m256 am = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
-    const __m256 v0 = _mm256_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f);
-    const __m256 v1 = _mm256_setr_ps(0.0f, 1.0f, 2.0f, 3.0f, 4.0f, 6.0f, 8.0f, 12.0f);
+    const __m256 v0 = _mm256_loadu_ps(lq_e2m1_values);   /* E2M1 magnitudes of codes 0..7 */
+    const __m256 v1 = _mm256_add_ps(v0, v0);              /* the same, doubled (exact) */
     __m256 sv = _mm256_set1_ps(s);
     __m256d acc = _mm256_setzero_pd();
     for (int k = 0; k < 4; k++) {
@@ -680,7 +678,7 @@ lq_status lq_mxfp4_dequantize(const uint8_t *packed, const uint8_t *scales, size
         }
         /* Scale byte s is 2^(s-127); s = 0 is the subnormal 2^-127. Each product is exact
          * unless it reaches 2^128, beyond f32 (then inf). */
-        float x = s ? bits_f32((uint32_t)s << 23) : bits_f32(0x00400000u);
+        float x = lq_e8m0_decode(s);
         float lut[16];
         for (int c = 0; c < 16; c++)
             lut[c] = lq_fp4_values[c] * x;

@@ -14,13 +14,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fp_formats.h"
 #include "status.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define LQ_MX_BLOCK 32
+#define LQ_MX_BLOCK LQ_MXFP4_BLOCK /* 32, fp_formats.h */
 
 typedef enum lq_mx_scale_mode {
     LQ_MX_SCALE_FLOOR = 0, /* OCP sample: e = floor(log2 amax) - 2 */
@@ -34,7 +35,7 @@ const char *lq_mx_scale_mode_name(lq_mx_scale_mode m);
 /* Parses the names above; returns LQ_ERR_INVALID_ARGUMENT for anything else. */
 lq_status lq_mx_scale_mode_parse(const char *s, lq_mx_scale_mode *out);
 
-/* The 16 E2M1 values, index = code. */
+/* The 16 E2M1 values, index = code (filled from fp_formats.h LQ_E2M1_VALUES). */
 extern const float lq_fp4_values[16];
 
 /* Encodes one already-scaled value: RNE with ties to even code, saturating at +-6, sign kept.
