@@ -234,9 +234,11 @@ static void build_matrix(void)
                       DRAFTER[i].faults[(i + (size_t)k) % (size_t)DRAFTER[i].nfaults]);
     }
     add_value(T_VERIFY_S, F_ART, "router", "model.layers.1.mlp.gate.weight", 0, V_NAN_ALL);
-    /* The gate without a source sees every E8M0 fault. */
-    add_value(T_VERIFY, F_ART, "routed expert", TARGET[NTARGET - 1].name_q, 0, V_E8M0_FD);
-    add_value(T_VERIFY, F_ART, "routed expert", TARGET[NTARGET - 1].name_q, 0, V_E8M0_FE);
+    /* The gate without a source sees every E8M0 fault: the two its turn above left out. */
+    int taken = TARGET[NTARGET - 1].faults[(NTARGET - 1 + 1) % 3]; /* k = 1 is T_VERIFY */
+    for (int f = V_E8M0_FD; f <= V_E8M0_FF; f++)
+        if (f != taken)
+            add_value(T_VERIFY, F_ART, "routed expert", TARGET[NTARGET - 1].name_q, 0, f);
 
     /* mimo-quantize: the fault in its source. BF16 source: every class it has, faults in turn;
      * FP8 source: FP8 NaN codes and bad scales; the artifact as an MXFP4 source (passed through):
