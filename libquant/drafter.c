@@ -433,6 +433,42 @@ static lq_status parse_speculation(dctx *dx, const lq_mimo_config *t, lq_drafter
     return LQ_OK;
 }
 
+/* Products of in-range sizes, capped as the backbone's are (mimo_config.c, size caps; the
+ * numbers in docs/formats.md): one projection's per-token width (heads x head dim, and fc's
+ * input, taps x target hidden) at most 2^20, one matrix at most 2^34 elements. With at most
+ * LQ_DRAFTER_MAX_LAYERS layers of at most six such matrices, every count fits 64 bits. */
+#define DF_CAP_WIDTH (UINT64_C(1) << 20)
+#define DF_CAP_MATRIX (UINT64_C(1) << 34)
+
+static lq_status check_sizes(dctx *dx, const lq_drafter_config *c)
+{
+    uint64_t H = c->hidden_size, nh = c->num_attention_heads, nkv = c->num_key_value_heads;
+    uint64_t d = c->head_dim, dv = c->v_head_dim, I = c->intermediate_size;
+    uint64_t fc_in = (uint64_t)c->n_taps * c->target_hidden_size;
+    struct { const char *key, *what; uint64_t width; } w[] = {
+        {"num_attention_heads", "q_proj rows (heads x head_dim)", nh * d},
+        {"num_attention_heads", "o_proj columns (heads x v_head_dim)", nh * dv},
+        {"num_key_value_heads", "k_proj / v_proj rows (KV heads x head dim)", nkv * (d > dv ? d : dv)},
+        {"dflash_config.target_layer_ids", "fc input (taps x target hidden)", fc_in},
+    };
+    for (size_t i = 0; i < sizeof(w) / sizeof(w[0]); i++)
+        if (w[i].width > DF_CAP_WIDTH)
+            return dfail(dx, LQ_ERR_CORRUPT, w[i].key, "DF_VALUE", "%s = %llu, above the cap 2^20",
+                         w[i].what, (unsigned long long)w[i].width);
+    /* Each factor is now below 2^24 (widths) or 2^20 (hidden): products fit 64 bits. */
+    struct { const char *key, *what; uint64_t n; } m[] = {
+        {"num_attention_heads", "q_proj / o_proj", (nh * (d > dv ? d : dv)) * H},
+        {"intermediate_size", "an MLP projection (intermediate x hidden)", I * H},
+        {"dflash_config.target_layer_ids", "fc (hidden x taps x target hidden)", fc_in * H},
+    };
+    for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++)
+        if (m[i].n > DF_CAP_MATRIX)
+            return dfail(dx, LQ_ERR_CORRUPT, m[i].key, "DF_VALUE",
+                         "%s holds %llu elements, above the cap 2^34", m[i].what,
+                         (unsigned long long)m[i].n);
+    return LQ_OK;
+}
+
 static lq_status parse_config(const char *path, const lq_mimo_config *t, lq_drafter_config *c,
                               lq_error *err)
 {
@@ -456,7 +492,7 @@ static lq_status parse_config(const char *path, const lq_mimo_config *t, lq_draf
     }
     if ((st = parse_arch(&dx, c)) != LQ_OK || (st = parse_sizes(&dx, c)) != LQ_OK ||
         (st = parse_rope(&dx, c)) != LQ_OK || (st = parse_attention(&dx, c)) != LQ_OK ||
-        (st = parse_speculation(&dx, t, c)) != LQ_OK)
+        (st = parse_speculation(&dx, t, c)) != LQ_OK || (st = check_sizes(&dx, c)) != LQ_OK)
         goto cleanup;
 cleanup:
     cJSON_Delete(root);
@@ -594,6 +630,47 @@ static lq_status check_tensors(const lq_ckpt *ck, const lq_drafter_config *c, lq
     return st;
 }
 
+/* Every element of every drafter weight finite and at most LQ_DRAFTER_MAX_ABS in magnitude
+ * (DF_TENSOR_VALUE). Run after check_tensors, so every tensor is a BF16, F16 or F32 drafter
+ * tensor; decoded in chunks, so the check allocates one small buffer whatever the size. */
+static lq_status check_values(const lq_ckpt *ck, lq_error *err)
+{
+    enum { CHUNK = 16384 };
+    float *buf = malloc(CHUNK * sizeof(float));
+    if (!buf)
+        return lq_fail(err, LQ_ERR_NO_MEMORY, lq_ckpt_dir(ck), NULL, NULL, "out of memory");
+    lq_status st = LQ_OK;
+    for (size_t i = 0; i < lq_ckpt_count(ck) && st == LQ_OK; i++) {
+        lq_ckpt_tensor t = lq_ckpt_at(ck, i);
+        const uint8_t *data = lq_st_data(t.file, t.info);
+        unsigned esz = lq_dtype_bits(t.info->dtype) / 8;
+        for (uint64_t at = 0; at < t.info->numel && st == LQ_OK; at += CHUNK) {
+            size_t n = t.info->numel - at < CHUNK ? (size_t)(t.info->numel - at) : CHUNK;
+            st = lq_to_f32(t.info->dtype, data + at * esz, n, buf);
+            if (st != LQ_OK) {
+                st = lq_fail(err, st, shard_path(ck, t.shard), t.info->name, "DF_DTYPE", "cannot decode %s",
+                             lq_dtype_name(t.info->dtype));
+                break;
+            }
+            for (size_t k = 0; k < n; k++) {
+                if (isfinite(buf[k]) && fabsf(buf[k]) <= (float)LQ_DRAFTER_MAX_ABS)
+                    continue;
+                uint64_t e = at + k, cols = t.info->rank == 2 ? t.info->shape[1] : 0;
+                char where[64] = "";
+                if (cols)
+                    snprintf(where, sizeof(where), " (row %llu, column %llu)",
+                             (unsigned long long)(e / cols), (unsigned long long)(e % cols));
+                st = lq_fail(err, LQ_ERR_NUMERIC, shard_path(ck, t.shard), t.info->name, "DF_TENSOR_VALUE",
+                             "element %llu%s is %g: drafter weights must be finite and at most %g in "
+                             "magnitude", (unsigned long long)e, where, (double)buf[k], LQ_DRAFTER_MAX_ABS);
+                break;
+            }
+        }
+    }
+    free(buf);
+    return st;
+}
+
 static lq_status open_weights(const char *dir, lq_ckpt **ck, lq_error *err)
 {
     lq_ckpt_opts o;
@@ -629,10 +706,14 @@ static lq_status read_mask(lq_drafter *d, lq_error *err)
         return lq_fail(err, LQ_ERR_CORRUPT, d->mask_path, "mask_token_id", "DF_MASK_ID_MISMATCH",
                        "file says mask_token_id %lld, config.json says %u", (long long)d->mask_id,
                        d->cfg.mask_token_id);
-    for (uint64_t i = 0; i < d->mask_len; i++)
-        if ((d->mask[i] & 0x7F80u) == 0x7F80u) /* bf16 exponent all ones: inf or NaN */
+    for (uint64_t i = 0; i < d->mask_len; i++) {
+        float v;
+        lq_to_f32(LQ_DTYPE_BF16, &d->mask[i], 1, &v);
+        if (!isfinite(v) || fabsf(v) > (float)LQ_DRAFTER_MAX_ABS)
             return lq_fail(err, LQ_ERR_NUMERIC, d->mask_path, "embedding", "DF_MASK_VALUE",
-                           "element %llu is not finite", (unsigned long long)i);
+                           "element %llu is %g: the mask embedding must be finite and at most %g "
+                           "in magnitude", (unsigned long long)i, (double)v, LQ_DRAFTER_MAX_ABS);
+    }
     return LQ_OK;
 }
 
@@ -656,7 +737,8 @@ lq_status lq_drafter_open(const char *dir, const lq_mimo_config *target, lq_draf
     }
     if ((st = parse_config(d->config_path, target, &d->cfg, err)) != LQ_OK ||
         (st = open_weights(dir, &d->ck, err)) != LQ_OK ||
-        (st = check_tensors(d->ck, &d->cfg, err)) != LQ_OK || (st = read_mask(d, err)) != LQ_OK)
+        (st = check_tensors(d->ck, &d->cfg, err)) != LQ_OK || (st = check_values(d->ck, err)) != LQ_OK ||
+        (st = read_mask(d, err)) != LQ_OK)
         goto cleanup;
     *out = d;
     return LQ_OK;

@@ -12,7 +12,11 @@
  *                        num_attention_heads, num_key_value_heads, head_dim, rms_norm_eps)
  *                        absent or of the wrong type (lq_error.tensor names the key)
  *   DF_VALUE             a value outside its sane range: layers 1..256, heads % kv heads,
- *                        sizes >= 1, partial_rotary_factor in (0, 1] giving even rotary dims,
+ *                        sizes >= 1 (hidden <= 2^20, intermediate <= 2^24, heads <= 65536,
+ *                        head dims <= 4096), products past the size caps (heads x head dim,
+ *                        and taps x target hidden, at most 2^20; q/o_proj, an MLP projection
+ *                        and fc at most 2^34 elements; lq_error.tensor names the key),
+ *                        partial_rotary_factor in (0, 1] giving even rotary dims,
  *                        thetas > 1, eps in (0, 0.5], window >= 1, value scale > 0, two keys for
  *                        the window disagreeing, sliding-window layers without a window
  *                        (LQ_ERR_NOT_FOUND), layer_types of the wrong length or with an unknown
@@ -41,10 +45,15 @@
  *                        but malformed keeps the reader's TZ_* rule (torchzip.h)
  *   DF_MASK_LEN          the embedding's length differs from hidden_size
  *   DF_MASK_ID_MISMATCH  the file's mask_token_id differs from the config's
- *   DF_MASK_VALUE        the embedding holds NaN or infinity (LQ_ERR_NUMERIC)
+ *   DF_TENSOR_VALUE      a weight element is NaN, infinite or above LQ_DRAFTER_MAX_ABS in
+ *                        magnitude (LQ_ERR_NUMERIC; the message gives the element, its row and
+ *                        column, and the value); checked after the shapes and dtypes
+ *   DF_MASK_VALUE        the embedding holds NaN, infinity or a value above LQ_DRAFTER_MAX_ABS in
+ *                        magnitude (LQ_ERR_NUMERIC)
  * plus the checkpoint rules of checkpoint.h (CKPT_*, ST_*) for the weights. Status is
  * LQ_ERR_CORRUPT unless stated. Checks run in the order listed (config, then weights, then the
- * mask file), so a drafter broken in one place reports that place's rule.
+ * mask file), so a drafter broken in one place reports that place's rule. Every weight value is
+ * read once at open (a drafter is a few layers, small next to its target).
  *
  * Expected tensors (dflash.md 2.3; H = hidden, d = head_dim, dv = v_head_dim, nh / nkv heads,
  * I = intermediate, n taps, Ht = target hidden), names relative to the directory with no
@@ -76,6 +85,10 @@ extern "C" {
 
 #define LQ_DRAFTER_MAX_TAPS 64
 #define LQ_DRAFTER_MAX_LAYERS 256
+/* Largest |value| accepted in a drafter weight or the mask embedding: the largest finite F16.
+ * Trained weights and embeddings are orders of magnitude smaller, and an engine that runs the
+ * drafter in F16 would overflow past it; anything above is a corrupted or hostile file. */
+#define LQ_DRAFTER_MAX_ABS 65504.0
 
 /* Parsed drafter config. Optional keys absent take the value given in the comment. */
 typedef struct lq_drafter_config {

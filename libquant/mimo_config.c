@@ -564,6 +564,18 @@ static lq_status parse_rope(cctx *cx, lq_mimo_config *c)
     return LQ_OK;
 }
 
+/* n_group / topk_group: absent or null is 1 (no grouping: every shipped MiMo config says 1, and
+ * a config without the keys describes no group-limited routing). */
+static lq_status group_key(cctx *cx, const char *path, uint32_t *out)
+{
+    const cJSON *it = lookup(cx->root, path);
+    *out = 1;
+    if (!it || cJSON_IsNull(it))
+        return LQ_OK;
+    int found;
+    return u32_of(cx, &path, 1, 0, 1, 65536, &found, out);
+}
+
 static lq_status parse_mlp(cctx *cx, lq_mimo_config *c)
 {
     int hub = (c->dialect & LQ_MIMO_DIALECT_HUB) != 0;
@@ -573,8 +585,8 @@ static lq_status parse_mlp(cctx *cx, lq_mimo_config *c)
         (st = u32_req(cx, "moe_intermediate_size", 1, 1u << 24, &c->moe_intermediate_size)) != LQ_OK ||
         (st = u32_req(cx, "n_routed_experts", 1, 65536, &c->n_routed_experts)) != LQ_OK ||
         (st = u32_req(cx, "num_experts_per_tok", 1, 65536, &c->num_experts_per_tok)) != LQ_OK ||
-        (st = u32_req(cx, "n_group", 1, 65536, &c->n_group)) != LQ_OK ||
-        (st = u32_req(cx, "topk_group", 1, 65536, &c->topk_group)) != LQ_OK)
+        (st = group_key(cx, "n_group", &c->n_group)) != LQ_OK ||
+        (st = group_key(cx, "topk_group", &c->topk_group)) != LQ_OK)
         return st;
     static const char *const p_norm[] = {"norm_topk_prob"};
     if ((st = bool_of(cx, p_norm, 1, &f, &c->norm_topk_prob)) != LQ_OK)
@@ -793,6 +805,12 @@ static lq_status check_values(cctx *cx, const lq_mimo_config *c)
         return value_fail(cx, LQ_ERR_CORRUPT, "num_experts_per_tok",
                           "top-%u needs more experts than the %u selected groups hold",
                           c->num_experts_per_tok, c->topk_group);
+    /* A group's score is the sum of its two best biased scores (mimo_arch.md 3.5; HF-T and
+     * DeepSeek take topk(2) per group), which needs two experts per group. */
+    if (c->n_group > 1 && c->n_routed_experts / c->n_group < 2)
+        return value_fail(cx, LQ_ERR_CORRUPT, "n_group",
+                          "%u groups of %u experts: group-limited routing scores each group by "
+                          "its two best experts", c->n_group, c->n_routed_experts / c->n_group);
     if (c->fused_qkv) {
         /* Fused rows are interleaved over S = num_key_value_heads checkpoint-TP shards; each
          * shard must hold whole q heads and whole SWA KV heads. */
@@ -802,6 +820,116 @@ static lq_status check_values(cctx *cx, const lq_mimo_config *c)
             return value_fail(cx, LQ_ERR_CORRUPT, "num_key_value_heads",
                               "fused qkv over %u checkpoint-TP shards needs q heads and SWA "
                               "KV heads (%u) divisible by it", S, c->swa_num_key_value_heads);
+    }
+    return LQ_OK;
+}
+
+/* ---- size caps ----
+ *
+ * Each value has its own range (parse_*), but their products decide what a loader allocates and
+ * indexes: a config of in-range values can still describe a 2^60-element matrix or overflow a
+ * 64-bit byte count. Caps, against MiMo-V2.5-Pro, the largest model of the family (hidden 6144,
+ * 70 layers, 128 heads of 192 / 128, 384 experts of 2048, vocab 152576; mimo_arch.md 2.1):
+ *   CAP_WIDTH   one projection's per-token output, heads x head dim: 2^20 (Pro's widest is the
+ *               q projection, 128 x 192 = 24576; 42x headroom). Bounds every activation row.
+ *   CAP_MATRIX  elements of one weight matrix: 2^34 (Pro's largest is embed_tokens / lm_head,
+ *               152576 x 6144 = 2^29.8; 18x headroom). 2^34 f32 values are 64 GiB, so a
+ *               matrix decoded whole still fits a size_t byte count with room to spare.
+ *   CAP_PARAMS  parameters of the whole backbone: 2^44 (Pro has about 1.0e12 = 2^39.9; 17x
+ *               headroom). 2^44 BF16 weights are 32 TiB: anything above is not a checkpoint
+ *               anyone can hold but a corrupted or hostile config.
+ * Products are computed saturating, so no intermediate wraps whatever the inputs. */
+#define CAP_WIDTH (UINT64_C(1) << 20)
+#define CAP_MATRIX (UINT64_C(1) << 34)
+#define CAP_PARAMS (UINT64_C(1) << 44)
+
+static uint64_t mul_sat(uint64_t a, uint64_t b)
+{
+    return a && b > UINT64_MAX / a ? UINT64_MAX : a * b;
+}
+
+static uint64_t add_sat(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+static lq_status cap_fail(cctx *cx, const char *key, const char *what, uint64_t v, uint64_t cap,
+                          const char *cap_name)
+{
+    char n[32];
+    if (v == UINT64_MAX)
+        snprintf(n, sizeof(n), "2^64 or more");
+    else
+        snprintf(n, sizeof(n), "%llu", (unsigned long long)v);
+    return value_fail(cx, LQ_ERR_CORRUPT, key, "%s: %s, above the cap %s = %llu (docs/formats.md, "
+                      "config size caps)", what, n, cap_name, (unsigned long long)cap);
+}
+
+static lq_status check_sizes(cctx *cx, const lq_mimo_config *c)
+{
+    uint64_t H = c->hidden_size, V = c->vocab_size, E = c->n_routed_experts;
+    char what[160];
+    for (int swa = 0; swa < 2; swa++) {
+        uint64_t nq = swa ? c->swa_num_attention_heads : c->num_attention_heads;
+        uint64_t nkv = swa ? c->swa_num_key_value_heads : c->num_key_value_heads;
+        uint64_t dqk = swa ? c->swa_head_dim : c->head_dim, dv = swa ? c->swa_v_head_dim : c->v_head_dim;
+        const char *key = swa ? "swa_num_attention_heads" : "num_attention_heads";
+        uint64_t widest = nq * (dqk > dv ? dqk : dv); /* nq >= nkv (check_values) */
+        if (widest > CAP_WIDTH) {
+            snprintf(what, sizeof(what), "%s attention: %llu heads x head dim %llu",
+                     swa ? "sliding-window" : "global", (unsigned long long)nq,
+                     (unsigned long long)(dqk > dv ? dqk : dv));
+            return cap_fail(cx, key, what, widest, CAP_WIDTH, "2^20");
+        }
+        /* q, k and v rows (one fused matrix in mimo_v2), and o_proj */
+        uint64_t qkv = nq * dqk + nkv * dqk + nkv * dv;
+        if (mul_sat(qkv, H) > CAP_MATRIX || mul_sat(nq * dv, H) > CAP_MATRIX) {
+            snprintf(what, sizeof(what), "%s attention projections: (%llu + %llu) rows x "
+                     "hidden_size %llu elements", swa ? "sliding-window" : "global",
+                     (unsigned long long)qkv, (unsigned long long)(nq * dv), (unsigned long long)H);
+            return cap_fail(cx, key, what, mul_sat(qkv + nq * dv, H), CAP_MATRIX, "2^34");
+        }
+    }
+    struct { const char *key, *name; uint64_t rows; } mats[] = {
+        {"vocab_size", "embed_tokens / lm_head", V},
+        {"intermediate_size", "a dense MLP projection", c->intermediate_size},
+        {"moe_intermediate_size", "an expert projection", c->moe_intermediate_size},
+        {"n_routed_experts", "the router (mlp.gate.weight)", E},
+    };
+    for (size_t i = 0; i < sizeof(mats) / sizeof(mats[0]); i++) {
+        uint64_t n = mul_sat(mats[i].rows, H);
+        if (n > CAP_MATRIX) {
+            snprintf(what, sizeof(what), "%s holds %s %llu x hidden_size %llu elements",
+                     mats[i].name, mats[i].key, (unsigned long long)mats[i].rows,
+                     (unsigned long long)H);
+            return cap_fail(cx, mats[i].key, what, n, CAP_MATRIX, "2^34");
+        }
+    }
+    /* Whole model, by part, so the message can name the key that dominates. */
+    uint64_t part[4] = {mul_sat(2 * V + 1, H), 0, 0, 0}; /* embeddings + head + final norm */
+    for (uint32_t L = 0; L < c->num_hidden_layers; L++) {
+        int swa = c->is_swa[L];
+        uint64_t nq = swa ? c->swa_num_attention_heads : c->num_attention_heads;
+        uint64_t nkv = swa ? c->swa_num_key_value_heads : c->num_key_value_heads;
+        uint64_t dqk = swa ? c->swa_head_dim : c->head_dim, dv = swa ? c->swa_v_head_dim : c->v_head_dim;
+        part[1] = add_sat(part[1], (nq * dqk + nkv * dqk + nkv * dv + nq * dv + 2) * H + nq);
+        if (c->is_moe[L])
+            part[3] = add_sat(part[3], add_sat(mul_sat(E, H + 1),
+                                               mul_sat(mul_sat(E, 3 * (uint64_t)c->moe_intermediate_size), H)));
+        else
+            part[2] = add_sat(part[2], mul_sat(3 * (uint64_t)c->intermediate_size, H));
+    }
+    uint64_t total = add_sat(add_sat(part[0], part[1]), add_sat(part[2], part[3]));
+    if (total > CAP_PARAMS) {
+        static const char *const keys[4] = {"vocab_size", "num_attention_heads", "intermediate_size",
+                                            "n_routed_experts"};
+        int big = 0;
+        for (int i = 1; i < 4; i++)
+            if (part[i] > part[big])
+                big = i;
+        snprintf(what, sizeof(what), "parameters of the %u layers, embeddings and head (most of "
+                 "them from '%s')", c->num_hidden_layers, keys[big]);
+        return cap_fail(cx, keys[big], what, total, CAP_PARAMS, "2^44 parameters");
     }
     return LQ_OK;
 }
@@ -823,7 +951,7 @@ lq_status lq_mimo_config_parse(const cJSON *cfg, const char *file, lq_mimo_confi
         (st = parse_layers(&cx, &c)) != LQ_OK || (st = parse_attention(&cx, &c)) != LQ_OK ||
         (st = parse_rope(&cx, &c)) != LQ_OK || (st = parse_mlp(&cx, &c)) != LQ_OK ||
         (st = parse_misc(&cx, &c)) != LQ_OK || (st = parse_quant(&cx, &c.quant)) != LQ_OK ||
-        (st = check_values(&cx, &c)) != LQ_OK) {
+        (st = check_values(&cx, &c)) != LQ_OK || (st = check_sizes(&cx, &c)) != LQ_OK) {
         lq_mimo_config_free(&c);
         return st;
     }

@@ -39,6 +39,8 @@
  *   key, so guessing would silently change every attention output by ~30%.
  *   rope_scaling / rope_type: absent, null or "default" only; anything else is LQ_ERR_UNSUPPORTED.
  *   n_shared_experts: absent, null or 0 only (MiMo has no shared expert); else unsupported.
+ *   n_group / topk_group: absent or null -> 1 (no group-limited routing; every shipped MiMo
+ *   config says 1 and 1).
  *   topk_method: absent or "noaux_tc"; scoring_func: absent (transformers) or "sigmoid".
  *   architectures: optional (a config saved without a model has none); when present a
  *   non-empty array of strings.
@@ -60,14 +62,22 @@
  *                   hidden/vocab/heads/dims/sizes >= 1 and bounded, heads % kv_heads == 0 for
  *                   both layer kinds, RoPE dims int(head_dim x partial_rotary_factor) even and
  *                   >= 2, thetas > 1, eps in (0, 0.5], value scale and routed scale finite and
- *                   > 0, top-k <= experts, n_group dividing the experts, topk_group <= n_group,
- *                   token ids < vocab, q heads and SWA KV heads of a fused qkv dividing into
- *                   the checkpoint-TP shards, quantization block sizes >= 1 (LQ_ERR_CORRUPT); or
+ *                   > 0, top-k <= experts, n_group dividing the experts into groups of at
+ *                   least 2 when n_group > 1, topk_group <= n_group, top-k <= topk_group x
+ *                   experts / n_group, token ids < vocab, q heads and SWA KV heads of a fused qkv dividing into
+ *                   the checkpoint-TP shards, quantization block sizes >= 1, and the size caps
+ *                   on products of sizes (below) (LQ_ERR_CORRUPT); or
  *                   a feature we do not implement: RoPE scaling, a shared expert, scoring other
  *                   than sigmoid, topk_method other than noaux_tc, hidden_act other than silu,
  *                   attention_bias true, an unknown attention_projection_layout
  *                   (LQ_ERR_UNSUPPORTED)
- * plus LQ_ERR_NO_MEMORY and LQ_ERR_INVALID_ARGUMENT (NULL cfg or out). */
+ * plus LQ_ERR_NO_MEMORY and LQ_ERR_INVALID_ARGUMENT (NULL cfg or out).
+ *
+ * Size caps (CFG_VALUE, lq_error.tensor naming the key that dominates; reasons in
+ * mimo_config.c and docs/formats.md): heads x head dim of any projection <= 2^20, elements of
+ * any weight matrix (embedding, fused qkv, o_proj, dense and expert projections, router) <= 2^34,
+ * parameters of the whole backbone <= 2^44. With these, every element count and every byte
+ * count of an f32 copy of one matrix or of the model fits in 64 bits. */
 #ifndef LIBQUANT_MIMO_CONFIG_H
 #define LIBQUANT_MIMO_CONFIG_H
 
@@ -126,7 +136,14 @@ typedef struct lq_mimo_config {
     uint64_t max_position_embeddings;  /* 0 when absent */
 
     uint32_t intermediate_size, moe_intermediate_size;
-    uint32_t n_routed_experts, num_experts_per_tok, n_group, topk_group;
+    uint32_t n_routed_experts, num_experts_per_tok;
+    /* Group-limited selection (noaux_tc; mimo_arch.md 3.5): the experts form n_group groups of
+     * n_routed_experts / n_group consecutive ids; a group's score is the sum of its two best
+     * (score + e_score_correction_bias) values; only the topk_group best groups compete for the
+     * top-k, the others are masked out. 1 and 1 (also when absent) select over all experts.
+     * Guaranteed: n_group divides n_routed_experts (groups of >= 2 when n_group > 1),
+     * 1 <= topk_group <= n_group, num_experts_per_tok <= topk_group x experts / n_group. */
+    uint32_t n_group, topk_group;
     int norm_topk_prob;
     double routed_scaling_factor;
     char scoring_func[16];             /* "sigmoid" */

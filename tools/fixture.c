@@ -2,6 +2,7 @@
 #include "fixture.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 /* tiny: reference/mimo_arch.md 6.1 (real head geometry 192/128 with 64 RoPE dims, hybrid
@@ -47,6 +48,54 @@ int fx_geometry_preset(const char *name, fx_geometry *g)
         *g = medium;
     else
         return -1;
+    return 0;
+}
+
+int fx_geometry_resize(fx_geometry *g, uint64_t vocab, uint64_t experts, uint64_t layers,
+                       char *why, size_t cap)
+{
+    /* vocab: the last three ids are eos, pad and MASK, so at least a few ordinary ids remain;
+     * the upper bound is the config parser's (libquant/mimo_config.c). */
+    if (vocab && (vocab < 8 || vocab > 0x7FFFFFFFu)) {
+        snprintf(why, cap, "--vocab %llu outside 8..2147483647", (unsigned long long)vocab);
+        return -1;
+    }
+    if (experts && (experts < g->top_k || experts > FX_MAX_EXPERTS)) {
+        snprintf(why, cap, "--experts %llu outside %u..%u (top-%u routing)",
+                 (unsigned long long)experts, g->top_k, FX_MAX_EXPERTS, g->top_k);
+        return -1;
+    }
+    if (layers && layers > FX_MAX_LAYERS) {
+        snprintf(why, cap, "--layers %llu outside 1..%d", (unsigned long long)layers, FX_MAX_LAYERS);
+        return -1;
+    }
+    if (vocab && vocab != g->vocab) {
+        g->vocab = (uint32_t)vocab;
+        if (g->d_layers)
+            g->d_mask_id = g->vocab - 1;
+    }
+    if (experts)
+        g->experts = (uint32_t)experts;
+    if (layers && layers != g->layers) {
+        /* The preset's attention pattern, repeated; dense layer 0 and MoE after it as in both
+         * presets. */
+        uint32_t period = g->layers, n = (uint32_t)layers;
+        int hybrid[FX_MAX_LAYERS];
+        memcpy(hybrid, g->hybrid, sizeof(hybrid));
+        for (uint32_t L = 0; L < FX_MAX_LAYERS; L++) {
+            g->hybrid[L] = L < n ? hybrid[L % period] : 0;
+            g->moe[L] = L < n && L > 0;
+        }
+        g->layers = n;
+        if (g->d_layers) {
+            /* The tiny preset's taps 0 / 5 / 11 of 12, for any depth. */
+            uint32_t t[3] = {0, (n - 1) / 2, n - 1}, k = 0;
+            for (int i = 0; i < 3; i++)
+                if (k == 0 || t[i] > g->d_taps[k - 1])
+                    g->d_taps[k++] = t[i];
+            g->d_ntaps = k;
+        }
+    }
     return 0;
 }
 

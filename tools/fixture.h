@@ -12,6 +12,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define FX_MAX_LAYERS 64
+#define FX_MAX_EXPERTS 65536
+
 typedef struct fx_geometry {
     const char *preset;
     uint32_t vocab, hidden, layers;
@@ -21,8 +24,8 @@ typedef struct fx_geometry {
     uint32_t window;
     double rope_theta, swa_rope_theta, partial_rotary, value_scale;
     uint32_t max_pos;
-    int hybrid[64];         /* 0 = global (full) attention, 1 = sliding window */
-    int moe[64];            /* 0 = dense MLP, 1 = MoE */
+    int hybrid[FX_MAX_LAYERS]; /* 0 = global (full) attention, 1 = sliding window */
+    int moe[FX_MAX_LAYERS];    /* 0 = dense MLP, 1 = MoE */
     uint32_t qkv_shards;    /* checkpoint-TP shards of the fused qkv (= kv_full) */
     uint64_t shard_bytes;   /* default max shard size for this preset */
     /* drafter (tiny only; 0 layers = none) */
@@ -33,6 +36,16 @@ typedef struct fx_geometry {
 
 /* Fills g for "tiny" or "medium"; returns -1 for an unknown preset. */
 int fx_geometry_preset(const char *name, fx_geometry *g);
+
+/* Resizes a preset: a value of 0 keeps the preset's. vocab (8..2^31-1) moves the config's
+ * eos / pad ids and the drafter's mask id with it (always the last three ids, as in the tiny
+ * preset); experts (top_k..FX_MAX_EXPERTS) keeps top-k and the expert size; layers
+ * (1..FX_MAX_LAYERS) repeats the preset's attention pattern, keeps layer 0 dense and every
+ * other layer MoE, and puts the drafter's taps at 0, (layers - 1) / 2 and layers - 1 (duplicates
+ * dropped). Values equal to the preset's leave g unchanged, so default output stays
+ * byte-identical. Returns -1 with a message in why when a value is out of range. */
+int fx_geometry_resize(fx_geometry *g, uint64_t vocab, uint64_t experts, uint64_t layers,
+                       char *why, size_t cap);
 
 typedef enum fx_kind {
     FX_NORMAL = 0,   /* N(0, std) */

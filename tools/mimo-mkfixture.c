@@ -9,7 +9,9 @@
  * Both variants hold the same logical weights (fixture.h). The tiny preset also gets a DFlash
  * drafter in dflash/ (config.json, dflash_draft_model.safetensors, index, mask_embedding.pt).
  * --tokenizer FILE copies a tokenizer.json in beside them (fixtures/tokenizer/ holds one made for
- * the tiny preset's vocabulary).
+ * the tiny preset's vocabulary). --vocab, --experts and --layers resize a preset (fixture.h:
+ * fx_geometry_resize), e.g. MiMo's real vocabulary or more than 1024 experts for the hostile
+ * tests; left at the preset's values they change nothing, so default output stays identical.
  *
  * Everything is streamed through the library's safetensors writer a row block at a time, so
  * the medium preset (~12 GB BF16) needs a few tens of MB of RAM. FP8 tensors take two passes:
@@ -706,7 +708,7 @@ static void copy_tokenizer(FILE *src, const char *src_path, const char *dir)
 static void usage(FILE *f)
 {
     fprintf(f,
-        "usage: mimo-mkfixture --preset tiny|medium --variant bf16|fp8 --out DIR [options]\n"
+        "usage: mimo-mkfixture --preset tiny|medium --variant bf16|fp8|f32 --out DIR [options]\n"
         "Writes a deterministic MiMo-architecture checkpoint in the HF layout.\n"
         "  --preset P          tiny (hidden 256, 12 layers, 16 experts, ~46 MB BF16, with a DFlash\n"
         "                      drafter) or medium (MiMo-V2-Flash layer geometry, 6 layers, 32 experts\n"
@@ -718,6 +720,14 @@ static void usage(FILE *f)
         "  --seed N            generator seed, 0..2^64-1 (default 1)\n"
         "  --max-shard-size B  bytes of tensor data per shard, >= 1 (default: tiny 8000000,\n"
         "                      medium 5000000000)\n"
+        "  --vocab N           vocabulary size, 8..2147483647 (default: tiny 4096, medium 152576);\n"
+        "                      eos, pad and the drafter's mask id stay the last three ids; not\n"
+        "                      with --tokenizer unless N is the preset's own\n"
+        "  --experts N         routed experts per MoE layer, 8..65536 (default: tiny 16, medium\n"
+        "                      32); top-8 routing and the expert size stay\n"
+        "  --layers N          decoder layers, 1..64 (default: tiny 12, medium 6): the preset's\n"
+        "                      attention pattern repeated, layer 0 dense, the rest MoE; the\n"
+        "                      drafter taps layers 0, (N-1)/2 and N-1\n"
         "  --threads N         generator threads, 1..64 (default 1); output does not depend on it\n"
         "  --no-drafter        do not write dflash/ (tiny only; medium never has one)\n"
         "  --tokenizer FILE    copy FILE into DIR as tokenizer.json, byte for byte (default: none;\n"
@@ -764,7 +774,7 @@ static int prepare_dir(const char *dir)
 int main(int argc, char **argv)
 {
     const char *preset = NULL, *variant = NULL, *out = NULL, *tokenizer = NULL;
-    uint64_t seed = 1, max_shard = 0;
+    uint64_t seed = 1, max_shard = 0, vocab = 0, experts = 0, layers = 0;
     int drafter = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -801,6 +811,19 @@ int main(int argc, char **argv)
             }
             gen_threads = (int)n;
             i++;
+        } else if ((!strcmp(a, "--vocab") || !strcmp(a, "--experts") || !strcmp(a, "--layers")) && v) {
+            uint64_t n = 0;
+            if (parse_u64(v, &n) || n < 1) {
+                fprintf(stderr, "mimo-mkfixture: %s: need an integer >= 1: %s\n", a, v);
+                return 2;
+            }
+            if (!strcmp(a, "--vocab"))
+                vocab = n;
+            else if (!strcmp(a, "--experts"))
+                experts = n;
+            else
+                layers = n;
+            i++;
         } else if (!strcmp(a, "--tokenizer") && v) {
             tokenizer = v;
             i++;
@@ -817,6 +840,19 @@ int main(int argc, char **argv)
     fx_geometry g;
     if (!preset || fx_geometry_preset(preset, &g) != 0) {
         fprintf(stderr, "mimo-mkfixture: --preset must be tiny or medium\n");
+        return 2;
+    }
+    /* The shipped tokenizer's special ids are the preset vocabulary's last ones (the config's
+     * eos and pad, the drafter's MASK): another vocabulary would contradict it. */
+    if (tokenizer && vocab && vocab != g.vocab) {
+        fprintf(stderr, "mimo-mkfixture: --tokenizer needs the preset's vocabulary (%u), not "
+                        "--vocab %llu: its special ids are the vocabulary's last ones\n",
+                g.vocab, (unsigned long long)vocab);
+        return 2;
+    }
+    char why[160];
+    if (fx_geometry_resize(&g, vocab, experts, layers, why, sizeof(why)) != 0) {
+        fprintf(stderr, "mimo-mkfixture: %s\n", why);
         return 2;
     }
     if (!variant || (strcmp(variant, "bf16") && strcmp(variant, "fp8") && strcmp(variant, "f32"))) {

@@ -10,7 +10,9 @@
  * to BF16 by lq_from_f32), which checks that the bytes came out of the zip unchanged.
  * Then one copy of the drafter per rule, each with exactly one thing broken (the config
  * edited, one tensor dropped, reshaped, retyped or added through the library's writer with a
- * matching index, or the mask file rewritten), must be rejected with that rule. Accepted
+ * matching index, or the mask file rewritten), must be rejected with that rule; so must zero,
+ * null and out-of-range sizes, block sizes, windows and taps, and heads past the size cap, and
+ * weights or a mask embedding holding NaN, infinity or a magnitude above 65504. Accepted
  * variants (no index, model.safetensors name, F32/F16 norms, no target) must open. */
 #include <sys/stat.h>
 #include <unistd.h>
@@ -298,6 +300,57 @@ static void test_config_cases(void)
         mu_rmtree(dir);
     }
 
+    /* Zero, empty, null and extreme values, one key at a time (in dflash_config when nested;
+     * block_size is written at both levels so the copies agree). The tiny drafter has 4 heads
+     * of 64 over 2 KV heads: 65536 heads make q_proj 65536 x 64 = 2^22 rows, past the 2^20
+     * width cap of drafter.c (divisible by the KV heads, so only the cap can refuse it). */
+    static const struct {
+        const char *what;
+        int nested;
+        const char *key, *value;
+        lq_status st;
+        const char *rule, *named;
+    } vals[] = {
+        {"hidden_size 0", 0, "hidden_size", "0", LQ_ERR_CORRUPT, "DF_VALUE", "hidden_size"},
+        {"hidden_size null", 0, "hidden_size", "null", LQ_ERR_CORRUPT, "DF_CONFIG", "hidden_size"},
+        {"hidden_size 2^20 + 1", 0, "hidden_size", "1048577", LQ_ERR_CORRUPT, "DF_VALUE", "hidden_size"},
+        {"num_hidden_layers 0", 0, "num_hidden_layers", "0", LQ_ERR_CORRUPT, "DF_VALUE", "num_hidden_layers"},
+        {"num_hidden_layers 257", 0, "num_hidden_layers", "257", LQ_ERR_CORRUPT, "DF_VALUE", "num_hidden_layers"},
+        {"num_attention_heads 0", 0, "num_attention_heads", "0", LQ_ERR_CORRUPT, "DF_VALUE", "num_attention_heads"},
+        {"num_key_value_heads 0", 0, "num_key_value_heads", "0", LQ_ERR_CORRUPT, "DF_VALUE", "num_key_value_heads"},
+        {"head_dim 0", 0, "head_dim", "0", LQ_ERR_CORRUPT, "DF_VALUE", "head_dim"},
+        {"head_dim 4097", 0, "head_dim", "4097", LQ_ERR_CORRUPT, "DF_VALUE", "head_dim"},
+        {"v_head_dim 0", 0, "v_head_dim", "0", LQ_ERR_CORRUPT, "DF_VALUE", "v_head_dim"},
+        {"intermediate_size 0", 0, "intermediate_size", "0", LQ_ERR_CORRUPT, "DF_VALUE", "intermediate_size"},
+        {"rms_norm_eps 0", 0, "rms_norm_eps", "0", LQ_ERR_CORRUPT, "DF_VALUE", "rms_norm_eps"},
+        {"block_size 0", 2, "block_size", "0", LQ_ERR_CORRUPT, "DF_BLOCK", NULL},
+        {"block_size 4097", 2, "block_size", "4097", LQ_ERR_CORRUPT, "DF_BLOCK", NULL},
+        {"swa_window_size 0", 1, "swa_window_size", "0", LQ_ERR_CORRUPT, "DF_VALUE",
+         "dflash_config.swa_window_size"},
+        {"tap 2^32", 1, "target_layer_ids", "[0, 5, 4294967296]", LQ_ERR_CORRUPT, "DF_TAPS",
+         "dflash_config.target_layer_ids"},
+        {"mask id -1", 1, "mask_token_id", "-1", LQ_ERR_CORRUPT, "DF_MASK_ID", NULL},
+        {"65536 heads", 0, "num_attention_heads", "65536", LQ_ERR_CORRUPT, "DF_VALUE", "num_attention_heads"},
+    };
+    for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+        char dir[700], cp[800];
+        if (new_case(dir, sizeof(dir)))
+            continue;
+        snprintf(cp, sizeof(cp), "%s/config.json", dir);
+        cJSON *c = mu_read_json(cp);
+        CHECK(c != NULL);
+        if (!c)
+            continue;
+        if (vals[i].nested != 1)
+            set(c, vals[i].key, cJSON_Parse(vals[i].value));
+        if (vals[i].nested >= 1)
+            set(dfc(c), vals[i].key, cJSON_Parse(vals[i].value));
+        CHECK(mu_write_json(cp, c) == 0);
+        cJSON_Delete(c);
+        expect(dir, &target, vals[i].st, vals[i].rule, vals[i].named, vals[i].what);
+        mu_rmtree(dir);
+    }
+
     /* config.json missing, not strict JSON, not an object. */
     struct { const char *what, *text; lq_status st; } raw[] = {
         {"config missing", NULL, LQ_ERR_NOT_FOUND},
@@ -405,6 +458,50 @@ static void test_tensor_cases(void)
     }
 }
 
+/* Values: one element of a copy's weight overwritten in place (BF16 bits at the tensor's offset,
+ * 8 + header length + begin). The bound is LQ_DRAFTER_MAX_ABS = 65504, which BF16 cannot hold:
+ * its neighbours 65280 (0x477F, accepted) and 65536 (0x4780, refused) bracket it. */
+static int poke_bf16(const char *dir, const char *tensor, uint64_t elem, uint16_t bits)
+{
+    char p[800];
+    snprintf(p, sizeof(p), "%s/dflash_draft_model.safetensors", dir);
+    lq_st_file *f = NULL;
+    lq_error err;
+    if (lq_st_open(p, NULL, &f, &err) != LQ_OK)
+        return -1;
+    const lq_tensor_info *t = lq_st_find(f, tensor);
+    uint64_t off = t && t->dtype == LQ_DTYPE_BF16 && elem < t->numel ? 8 + lq_st_header_len(f) + t->begin + 2 * elem : 0;
+    lq_st_close(f);
+    FILE *fp = off ? fopen(p, "r+b") : NULL;
+    uint8_t b[2] = {(uint8_t)(bits & 0xFF), (uint8_t)(bits >> 8)};
+    int ok = fp && fseek(fp, (long)off, SEEK_SET) == 0 && fwrite(b, 1, 2, fp) == 2;
+    if (fp)
+        ok &= fclose(fp) == 0;
+    return ok ? 0 : -1;
+}
+
+static void test_value_cases(void)
+{
+    static const struct { const char *what, *tensor; uint64_t elem; uint16_t bits; int ok; } cases[] = {
+        {"fc NaN", "fc.weight", 5, 0x7FC0, 0},
+        {"norm +Inf", "layers.1.input_layernorm.weight", 3, 0x7F80, 0},
+        {"norm -Inf", "norm.weight", 0, 0xFF80, 0},
+        {"q_proj 1e30", "layers.0.self_attn.q_proj.weight", 1000, 0x7149, 0},
+        {"down_proj -65536", "layers.1.mlp.down_proj.weight", 77, 0xC780, 0},
+        {"sink 65280 accepted", "layers.0.self_attn.attention_sink_bias", 1, 0x477F, 1},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char dir[700];
+        if (new_case(dir, sizeof(dir)))
+            continue;
+        CHECK_MSG(poke_bf16(dir, cases[i].tensor, cases[i].elem, cases[i].bits) == 0, "%s: patch failed",
+                  cases[i].what);
+        expect(dir, &target, LQ_ERR_NUMERIC, cases[i].ok ? NULL : "DF_TENSOR_VALUE", cases[i].tensor,
+               cases[i].what);
+        mu_rmtree(dir);
+    }
+}
+
 /* ---- weight file layouts ---- */
 
 static void test_layouts(void)
@@ -441,11 +538,16 @@ static void test_mask_cases(void)
     uint16_t emb[512];
     for (int i = 0; i < 512; i++)
         emb[i] = lq_f32_to_bf16(0.01f * (float)(i % 7));
-    struct { const char *what; int64_t id; uint64_t h; int nan; lq_status st; const char *rule; } cases[] = {
+    /* bad: the BF16 bits written at element 17 (0: none); 1e30 and 65536 lie above
+     * LQ_DRAFTER_MAX_ABS, 65280 below it. */
+    struct { const char *what; int64_t id; uint64_t h; uint16_t bad; lq_status st; const char *rule; } cases[] = {
         {"mask length 128", G.d_mask_id, 128, 0, LQ_ERR_CORRUPT, "DF_MASK_LEN"},
         {"mask length 512", G.d_mask_id, 512, 0, LQ_ERR_CORRUPT, "DF_MASK_LEN"},
         {"mask id 4094", 4094, 256, 0, LQ_ERR_CORRUPT, "DF_MASK_ID_MISMATCH"},
-        {"mask NaN", G.d_mask_id, 256, 1, LQ_ERR_NUMERIC, "DF_MASK_VALUE"},
+        {"mask NaN", G.d_mask_id, 256, 0x7FC0, LQ_ERR_NUMERIC, "DF_MASK_VALUE"},
+        {"mask 1e30", G.d_mask_id, 256, 0x7149, LQ_ERR_NUMERIC, "DF_MASK_VALUE"},
+        {"mask -65536", G.d_mask_id, 256, 0xC780, LQ_ERR_NUMERIC, "DF_MASK_VALUE"},
+        {"mask 65280", G.d_mask_id, 256, 0x477F, LQ_OK, NULL},
         {"mask rewritten, valid", G.d_mask_id, 256, 0, LQ_OK, NULL},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -455,8 +557,8 @@ static void test_mask_cases(void)
         snprintf(p, sizeof(p), "%s/mask_embedding.pt", dir);
         uint16_t e2[512];
         memcpy(e2, emb, sizeof(e2));
-        if (cases[i].nan)
-            e2[17] = 0x7FC0;
+        if (cases[i].bad)
+            e2[17] = cases[i].bad;
         lq_error err;
         CHECK(lq_torchzip_write_mask(p, "mask_embedding", cases[i].id, e2, cases[i].h, NULL, &err) == LQ_OK);
         expect(dir, &target, cases[i].st, cases[i].rule, NULL, cases[i].what);
@@ -504,6 +606,7 @@ int main(int argc, char **argv)
         test_valid();
         test_config_cases();
         test_tensor_cases();
+        test_value_cases();
         test_layouts();
         test_mask_cases();
         lq_mimo_config_free(&target);

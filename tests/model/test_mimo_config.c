@@ -17,7 +17,11 @@
  *    its explicit 8 SWA KV heads (mimo_arch.md 7.3), a transformers-only one gets HF-T's 2x.
  * 4. Each rule (CFG_KEY, CFG_MODEL_TYPE, CFG_PATTERN, CFG_CONFLICT, CFG_VALUE) is triggered by
  *    a one-key edit of a valid config, with the status and the key named; a failed parse leaves
- *    the output zeroed (and ASan checks nothing leaks on any path). */
+ *    the output zeroed (and ASan checks nothing leaks on any path). Among them: zero, null and
+ *    empty values, values past their own range, heads and RoPE dims that do not divide, the
+ *    group-limited routing rules (mimo_arch.md 3.5), and products of in-range values past the
+ *    size caps of mimo_config.c (expected keys: the value that dominates, worked out in the
+ *    comment above those cases). Absent or null n_group / topk_group read as 1. */
 #include "../harness.h"
 #include "model_util.h"
 #include "tools/fixture.h"
@@ -638,6 +642,58 @@ static void test_rules(void)
         {B_PRO, "swa_num_key_value_heads", "4", NULL, NULL, LQ_ERR_CORRUPT, "CFG_VALUE", "num_key_value_heads"},
         {B_PRO, "quantization_config.weight_block_size", "[0, 128]", NULL, NULL, LQ_ERR_CORRUPT, "CFG_VALUE",
          "quantization_config.weight_block_size"},
+        /* Empty and zero values: every size is at least 1, null is no number. */
+        {B_HUB, "vocab_size", "0", NULL, NULL, LQ_ERR_CORRUPT, "CFG_VALUE", "vocab_size"},
+        {B_HUB, "hidden_size", "0", NULL, NULL, LQ_ERR_CORRUPT, "CFG_VALUE", "hidden_size"},
+        {B_HUB, "hidden_size", "null", NULL, NULL, LQ_ERR_CORRUPT, "CFG_KEY", "hidden_size"},
+        {B_HUB, "num_attention_heads", "0", NULL, NULL, LQ_ERR_CORRUPT, "CFG_VALUE", "num_attention_heads"},
+        {B_HUB, "num_key_value_heads", "0", NULL, NULL, LQ_ERR_CORRUPT, "CFG_VALUE", "num_key_value_heads"},
+        {B_HUB, "head_dim", "0", NULL, NULL, LQ_ERR_CORRUPT, "CFG_VALUE", "head_dim"},
+        {B_HUB, "swa_v_head_dim", "0", NULL, NULL, LQ_ERR_CORRUPT, "CFG_VALUE", "swa_v_head_dim"},
+        {B_HUB, "n_routed_experts", "0", NULL, NULL, LQ_ERR_CORRUPT, "CFG_VALUE", "n_routed_experts"},
+        {B_HUB, "num_experts_per_tok", "0", NULL, NULL, LQ_ERR_CORRUPT, "CFG_VALUE", "num_experts_per_tok"},
+        {B_HUB, "moe_intermediate_size", "0", NULL, NULL, LQ_ERR_CORRUPT, "CFG_VALUE", "moe_intermediate_size"},
+        {B_HUB, "sliding_window", "0", "sliding_window_size", "0", LQ_ERR_CORRUPT, "CFG_VALUE", "sliding_window"},
+        {B_HUB, "hybrid_layer_pattern", "[]", NULL, NULL, LQ_ERR_CORRUPT, "CFG_PATTERN", "hybrid_layer_pattern"},
+        {B_HUB, "model_type", "\"\"", NULL, NULL, LQ_ERR_UNSUPPORTED, "CFG_MODEL_TYPE", "model_type"},
+        {B_HUB, "n_group", "0", NULL, NULL, LQ_ERR_CORRUPT, "CFG_VALUE", "n_group"},
+        {B_HUB, "n_group", "\"1\"", NULL, NULL, LQ_ERR_CORRUPT, "CFG_KEY", "n_group"},
+        /* Extreme values, one at a time. */
+        {B_HUB, "vocab_size", "4294967296", NULL, NULL, LQ_ERR_CORRUPT, "CFG_VALUE", "vocab_size"},
+        {B_HUB, "hidden_size", "1048577", NULL, NULL, LQ_ERR_CORRUPT, "CFG_VALUE", "hidden_size"},
+        {B_HUB, "head_dim", "4097", NULL, NULL, LQ_ERR_CORRUPT, "CFG_VALUE", "head_dim"},
+        {B_HUB, "n_routed_experts", "65537", NULL, NULL, LQ_ERR_CORRUPT, "CFG_VALUE", "n_routed_experts"},
+        {B_HUB, "num_experts_per_tok", "4294967297", NULL, NULL, LQ_ERR_CORRUPT, "CFG_VALUE",
+         "num_experts_per_tok"},
+        /* 2^64 - 1 is not an exact integer in JSON's double (the strict layer's integers stop at
+         * 2^53): a wrong type, not a value. */
+        {B_HUB, "num_experts_per_tok", "18446744073709551615", NULL, NULL, LQ_ERR_CORRUPT, "CFG_KEY",
+         "num_experts_per_tok"},
+        {B_HUB, "sliding_window", "4294967296", "sliding_window_size", "4294967296", LQ_ERR_CORRUPT, "CFG_VALUE",
+         "sliding_window"},
+        {B_HUB, "max_position_embeddings", "1e300", NULL, NULL, LQ_ERR_CORRUPT, "CFG_KEY", "max_position_embeddings"},
+        /* Heads that do not divide, RoPE dims odd (int(192 x 0.34) = 65). */
+        {B_HUB, "num_attention_heads", "7", NULL, NULL, LQ_ERR_CORRUPT, "CFG_VALUE", "num_key_value_heads"},
+        {B_HUB, "swa_num_attention_heads", "6", NULL, NULL, LQ_ERR_CORRUPT, "CFG_VALUE", "swa_num_key_value_heads"},
+        {B_HUB, "partial_rotary_factor", "0.34", NULL, NULL, LQ_ERR_CORRUPT, "CFG_VALUE", "partial_rotary_factor"},
+        /* Group-limited routing over 32 experts, top-8: groups of at least two experts, topk_group
+         * <= n_group, and the kept groups must hold top-k experts (16 groups of 2, 2 kept: 4 < 8). */
+        {B_HUB, "n_group", "32", "topk_group", "32", LQ_ERR_CORRUPT, "CFG_VALUE", "n_group"},
+        {B_HUB, "n_group", "4", "topk_group", "5", LQ_ERR_CORRUPT, "CFG_VALUE", "topk_group"},
+        {B_HUB, "n_group", "16", "topk_group", "2", LQ_ERR_CORRUPT, "CFG_VALUE", "num_experts_per_tok"},
+        {B_HUB, "n_group", "5", NULL, NULL, LQ_ERR_CORRUPT, "CFG_VALUE", "n_group"},
+        {B_HUB, "topk_group", "65537", NULL, NULL, LQ_ERR_CORRUPT, "CFG_VALUE", "topk_group"},
+        /* Size caps (mimo_config.c): each value in range, their products not. 65536 heads x 192
+         * > 2^20; 2147483647 x 256 and 152576 x 2^20 elements > 2^34 in embed_tokens; 11 MoE
+         * layers x 65536 experts x 3 x 2^24 x 256 > 2^44 parameters, most in the experts. */
+        {B_HUB, "num_attention_heads", "65536", NULL, NULL, LQ_ERR_CORRUPT, "CFG_VALUE", "num_attention_heads"},
+        {B_HUB, "swa_num_attention_heads", "65536", NULL, NULL, LQ_ERR_CORRUPT, "CFG_VALUE", "swa_num_attention_heads"},
+        {B_HUB, "vocab_size", "2147483647", NULL, NULL, LQ_ERR_CORRUPT, "CFG_VALUE", "vocab_size"},
+        {B_HUB, "hidden_size", "1048576", NULL, NULL, LQ_ERR_CORRUPT, "CFG_VALUE", "vocab_size"},
+        {B_HUB, "n_routed_experts", "65536", "moe_intermediate_size", "16777216", LQ_ERR_CORRUPT, "CFG_VALUE",
+         "n_routed_experts"},
+        {B_HUB, "intermediate_size", "16777216", "hidden_size", "4096", LQ_ERR_CORRUPT, "CFG_VALUE",
+         "intermediate_size"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const rule_case *rc = &cases[i];
@@ -675,6 +731,9 @@ static void test_rules(void)
         {"pad_token_id", "null"},
         {"quantization_config", "null"},
         {"architectures", NULL},
+        {"n_group", NULL},
+        {"topk_group", "null"},
+        {"n_group", "2"},
     };
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
         cJSON *j = parse_text(TINY_HUB);
@@ -691,6 +750,12 @@ static void test_rules(void)
                 CHECK(c.pad_token_id == -1);
             if (i == 5)
                 CHECK_STR(c.architecture, "");
+            /* Absent or null grouping keys mean 1; n_group 2 with topk_group 1 is valid for 32
+             * experts, top-8 (two groups of 16, one kept: 16 >= 8) and kept as given. */
+            if (i == 6 || i == 7)
+                CHECK(c.n_group == 1 && c.topk_group == 1);
+            if (i == 8)
+                CHECK(c.n_group == 2 && c.topk_group == 1);
             lq_mimo_config_free(&c);
         }
         cJSON_Delete(j);
