@@ -54,25 +54,57 @@ void lq_value_stats_merge(lq_value_stats *a, const lq_value_stats *b)
     a->first_bad = b->first_bad < a->first_bad ? b->first_bad : a->first_bad;
 }
 
-/* Per-pass accumulator: sums in double over 4 interleaved lanes (fixed order, so a result depends
- * only on the data and the range), folded into the struct at the end. */
+/* Per-pass accumulator. Values are decoded into short f32 runs and folded by acc_run: four
+ * interleaved lanes (element i to lane i % 4 within the run) sum squares in double and keep the
+ * largest magnitude in f32 (exact), then the lanes are added in a fixed order, so a result
+ * depends only on the data and on how the pass cuts it into runs, never on timing. */
+#define VAL_RUN 256
+
 typedef struct stat_acc {
     uint64_t count, zeros, nonfinite;
-    double absmax, sumsq[4];
+    double absmax, sumsq;
 } stat_acc;
 
-/* Branch-free: a non-finite value counts and adds nothing (|v| <= FLT_MAX is false for NaN). */
-static inline void acc_add(stat_acc *a, float v, unsigned lane)
+/* One element of a lane: a non-finite value counts and adds nothing (|v| <= FLT_MAX is false for
+ * NaN and inf). */
+#define ACC_LANE(v, sum, mx)                                                                       \
+    do {                                                                                           \
+        float m_ = fabsf(v);                                                                       \
+        int fin_ = m_ <= FLT_MAX;                                                                  \
+        float d_ = fin_ ? m_ : 0.0f;                                                               \
+        bad += (uint64_t)!fin_;                                                                    \
+        zeros += (uint64_t)(m_ == 0.0f);                                                           \
+        mx = d_ > mx ? d_ : mx;                                                                    \
+        sum += (double)d_ * (double)d_;                                                            \
+    } while (0)
+
+static void acc_run(stat_acc *a, const float *v, unsigned n)
 {
-    float m = fabsf(v);
-    int fin = m <= FLT_MAX;
-    double d = fin ? (double)m : 0.0;
-    a->count++;
-    a->nonfinite += (uint64_t)!fin;
-    a->zeros += (uint64_t)(m == 0.0f);
-    a->absmax = d > a->absmax ? d : a->absmax;
-    a->sumsq[lane & 3u] += d * d;
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    float m0 = 0.0f, m1 = 0.0f, m2 = 0.0f, m3 = 0.0f;
+    uint64_t zeros = 0, bad = 0;
+    unsigned i = 0;
+    for (; i + 4 <= n; i += 4) {
+        ACC_LANE(v[i], s0, m0);
+        ACC_LANE(v[i + 1], s1, m1);
+        ACC_LANE(v[i + 2], s2, m2);
+        ACC_LANE(v[i + 3], s3, m3);
+    }
+    for (; i < n; i++) /* lane i % 4 */
+        switch (i & 3u) {
+        case 0: ACC_LANE(v[i], s0, m0); break;
+        case 1: ACC_LANE(v[i], s1, m1); break;
+        default: ACC_LANE(v[i], s2, m2); break;
+        }
+    float m01 = m0 > m1 ? m0 : m1, m23 = m2 > m3 ? m2 : m3;
+    float m = m01 > m23 ? m01 : m23;
+    a->count += n;
+    a->zeros += zeros;
+    a->nonfinite += bad;
+    a->absmax = (double)m > a->absmax ? (double)m : a->absmax;
+    a->sumsq += (s0 + s1) + (s2 + s3);
 }
+#undef ACC_LANE
 
 static void acc_store(const stat_acc *a, lq_value_stats *s)
 {
@@ -80,7 +112,7 @@ static void acc_store(const stat_acc *a, lq_value_stats *s)
     s->zeros = a->zeros;
     s->nonfinite = a->nonfinite;
     s->absmax = a->absmax;
-    s->sumsq = (a->sumsq[0] + a->sumsq[1]) + (a->sumsq[2] + a->sumsq[3]);
+    s->sumsq = a->sumsq;
 }
 
 static lq_status arg_fail(lq_error *err, const char *file, const char *tensor, const char *what)
@@ -224,19 +256,21 @@ lq_status lq_values_float(lq_dtype dt, const void *data, uint64_t n, double max_
     if (stats) {
         stat_acc a;
         memset(&a, 0, sizeof a);
-        switch (dt) {
-        case LQ_DTYPE_BF16:
-            for (uint64_t i = 0; i < n; i++)
-                acc_add(&a, lq_fp_from_bits(float_bits_at(p, 2, i) << 16), (unsigned)i);
-            break;
-        case LQ_DTYPE_F32:
-            for (uint64_t i = 0; i < n; i++)
-                acc_add(&a, lq_fp_from_bits(float_bits_at(p, 4, i)), (unsigned)i);
-            break;
-        default:
-            for (uint64_t i = 0; i < n; i++)
-                acc_add(&a, lq_f16_to_f32((uint16_t)float_bits_at(p, 2, i)), (unsigned)i);
-            break;
+        float run[VAL_RUN];
+        for (uint64_t i0 = 0; i0 < n; i0 += VAL_RUN) {
+            unsigned len = n - i0 < VAL_RUN ? (unsigned)(n - i0) : VAL_RUN;
+            switch (dt) {
+            case LQ_DTYPE_BF16:
+                for (unsigned k = 0; k < len; k++)
+                    run[k] = lq_fp_from_bits(float_bits_at(p, 2, i0 + k) << 16);
+                break;
+            case LQ_DTYPE_F32: memcpy(run, p + 4 * i0, 4 * (size_t)len); break;
+            default:
+                for (unsigned k = 0; k < len; k++)
+                    run[k] = lq_f16_to_f32((uint16_t)float_bits_at(p, 2, i0 + k));
+                break;
+            }
+            acc_run(&a, run, len);
         }
         acc_store(&a, stats);
         if (bad < n)
@@ -396,9 +430,15 @@ lq_status lq_values_fp8(const lq_fp8_grid *g, lq_dtype wdt, const uint8_t *w, lq
             for (uint64_t cb = 0; cb < scols; cb++) {
                 uint64_t c0 = cb * g->block_c, c1 = c0 + g->block_c < cols ? c0 + g->block_c : cols;
                 int ok;
-                float sc = fp8_scale_at(sdt, sp, srow + cb, &ok);
-                for (uint64_t c = c0; c < c1; c++)
-                    acc_add(&a, (e5 ? lq_e5m2_decode(wr[c]) : lq_e4m3_decode(wr[c])) * sc, (unsigned)c);
+                float sc = fp8_scale_at(sdt, sp, srow + cb, &ok), run[VAL_RUN];
+                for (uint64_t c = c0; c < c1; c += VAL_RUN) {
+                    unsigned len = c1 - c < VAL_RUN ? (unsigned)(c1 - c) : VAL_RUN;
+                    for (unsigned k = 0; k < len; k++) {
+                        uint8_t b = wr[c + k];
+                        run[k] = (b & 0x80u ? -lut[b & 0x7Fu] : lut[b & 0x7Fu]) * sc;
+                    }
+                    acc_run(&a, run, len);
+                }
             }
         }
         acc_store(&a, stats);
@@ -540,11 +580,18 @@ lq_status lq_values_mxfp4_rows(const uint8_t *codes, const uint8_t *scales, uint
     if (stats) {
         stat_acc a;
         memset(&a, 0, sizeof a);
+        float run[VAL_RUN];
+        unsigned len = 0;
         for (uint64_t k = k0; k < k1; k++) {
             float sc = lq_e8m0_decode(scales[k]);
             const uint8_t *cb = codes + k * LQ_MXFP4_BLOCK_BYTES;
             for (unsigned i = 0; i < LQ_MXFP4_BLOCK; i++)
-                acc_add(&a, lq_e2m1_decode(lq_mxfp4_code(cb, i)) * sc, i);
+                run[len + i] = lq_e2m1_decode(lq_mxfp4_code(cb, i)) * sc;
+            len += LQ_MXFP4_BLOCK;
+            if (len == VAL_RUN || k + 1 == k1) {
+                acc_run(&a, run, len);
+                len = 0;
+            }
         }
         acc_store(&a, stats);
         stats->first_bad = bad;
