@@ -6,6 +6,7 @@
  * implies (built once, sorted, and searched for the "unexpected tensor" pass). The mask file
  * comes last. */
 #include "drafter.h"
+#include "values.h"
 
 #include <errno.h>
 #include <math.h>
@@ -631,43 +632,18 @@ static lq_status check_tensors(const lq_ckpt *ck, const lq_drafter_config *c, lq
 }
 
 /* Every element of every drafter weight finite and at most LQ_DRAFTER_MAX_ABS in magnitude
- * (DF_TENSOR_VALUE). Run after check_tensors, so every tensor is a BF16, F16 or F32 drafter
- * tensor; decoded in chunks, so the check allocates one small buffer whatever the size. */
+ * (DF_TENSOR_VALUE): libquant's value check (values.h), its message kept and the rule named for the
+ * drafter. Run after check_tensors, so every tensor is a BF16, F16 or F32 drafter tensor. */
 static lq_status check_values(const lq_ckpt *ck, lq_error *err)
 {
-    enum { CHUNK = 16384 };
-    float *buf = malloc(CHUNK * sizeof(float));
-    if (!buf)
-        return lq_fail(err, LQ_ERR_NO_MEMORY, lq_ckpt_dir(ck), NULL, NULL, "out of memory");
     lq_status st = LQ_OK;
     for (size_t i = 0; i < lq_ckpt_count(ck) && st == LQ_OK; i++) {
         lq_ckpt_tensor t = lq_ckpt_at(ck, i);
-        const uint8_t *data = lq_st_data(t.file, t.info);
-        unsigned esz = lq_dtype_bits(t.info->dtype) / 8;
-        for (uint64_t at = 0; at < t.info->numel && st == LQ_OK; at += CHUNK) {
-            size_t n = t.info->numel - at < CHUNK ? (size_t)(t.info->numel - at) : CHUNK;
-            st = lq_to_f32(t.info->dtype, data + at * esz, n, buf);
-            if (st != LQ_OK) {
-                st = lq_fail(err, st, shard_path(ck, t.shard), t.info->name, "DF_DTYPE", "cannot decode %s",
-                             lq_dtype_name(t.info->dtype));
-                break;
-            }
-            for (size_t k = 0; k < n; k++) {
-                if (isfinite(buf[k]) && fabsf(buf[k]) <= (float)LQ_DRAFTER_MAX_ABS)
-                    continue;
-                uint64_t e = at + k, cols = t.info->rank == 2 ? t.info->shape[1] : 0;
-                char where[64] = "";
-                if (cols)
-                    snprintf(where, sizeof(where), " (row %llu, column %llu)",
-                             (unsigned long long)(e / cols), (unsigned long long)(e % cols));
-                st = lq_fail(err, LQ_ERR_NUMERIC, shard_path(ck, t.shard), t.info->name, "DF_TENSOR_VALUE",
-                             "element %llu%s is %g: drafter weights must be finite and at most %g in "
-                             "magnitude", (unsigned long long)e, where, (double)buf[k], LQ_DRAFTER_MAX_ABS);
-                break;
-            }
-        }
+        st = lq_values_float(t.info->dtype, lq_st_data(t.file, t.info), t.info->numel, LQ_DRAFTER_MAX_ABS,
+                             shard_path(ck, t.shard), t.info->name, NULL, err);
+        if (st == LQ_ERR_NUMERIC && err)
+            snprintf(err->rule, sizeof(err->rule), "%s", "DF_TENSOR_VALUE");
     }
-    free(buf);
     return st;
 }
 
@@ -706,14 +682,12 @@ static lq_status read_mask(lq_drafter *d, lq_error *err)
         return lq_fail(err, LQ_ERR_CORRUPT, d->mask_path, "mask_token_id", "DF_MASK_ID_MISMATCH",
                        "file says mask_token_id %lld, config.json says %u", (long long)d->mask_id,
                        d->cfg.mask_token_id);
-    for (uint64_t i = 0; i < d->mask_len; i++) {
-        float v;
-        lq_to_f32(LQ_DTYPE_BF16, &d->mask[i], 1, &v);
-        if (!isfinite(v) || fabsf(v) > (float)LQ_DRAFTER_MAX_ABS)
-            return lq_fail(err, LQ_ERR_NUMERIC, d->mask_path, "embedding", "DF_MASK_VALUE",
-                           "element %llu is %g: the mask embedding must be finite and at most %g "
-                           "in magnitude", (unsigned long long)i, (double)v, LQ_DRAFTER_MAX_ABS);
-    }
+    st = lq_values_float(LQ_DTYPE_BF16, d->mask, d->mask_len, LQ_DRAFTER_MAX_ABS, d->mask_path, "embedding", NULL,
+                         err);
+    if (st == LQ_ERR_NUMERIC && err)
+        snprintf(err->rule, sizeof(err->rule), "%s", "DF_MASK_VALUE");
+    if (st != LQ_OK)
+        return st;
     return LQ_OK;
 }
 

@@ -371,6 +371,8 @@ lq_status rt_dweights_open(const char *dir, const rt_weights *t, const rt_weight
     rt_dweights *D = calloc(1, sizeof(*D));
     if (!D)
         return lq_fail(err, LQ_ERR_NO_MEMORY, dir, NULL, NULL, "out of memory");
+    /* lq_drafter_open checks every drafter tensor's values and the mask embedding's (values.h, as
+     * DF_TENSOR_VALUE / DF_MASK_VALUE): no second pass here */
     lq_status st = lq_drafter_open(dir, &t->cfg, &D->dr, err);
     if (st != LQ_OK) {
         free(D);
@@ -444,24 +446,6 @@ lq_status rt_dweights_open(const char *dir, const rt_weights *t, const rt_weight
     }
     if (st != LQ_OK)
         goto fail;
-    if (!o || o->check_values) {
-        vpass p = {0};
-        p.max_abs = bound(o);
-        vp_add(&p, &D->fc, NULL), vp_add(&p, NULL, &D->hidden_norm), vp_add(&p, NULL, &D->norm);
-        vp_add(&p, NULL, &D->mask_emb);
-        for (uint32_t i = 0; i < c->num_hidden_layers; i++) {
-            const rt_dwlayer *L = &D->L[i];
-            const rt_vec *vs[] = {&L->in_norm, &L->post_norm, &L->q_norm, &L->k_norm, &L->sinks,
-                                  &L->qb,      &L->kb,        &L->vb,     &L->ob};
-            const rt_linear *ls[] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down};
-            for (size_t j = 0; j < sizeof(vs) / sizeof(vs[0]); j++)
-                vp_add(&p, NULL, vs[j]);
-            for (size_t j = 0; j < sizeof(ls) / sizeof(ls[0]); j++)
-                vp_add(&p, ls[j], NULL);
-        }
-        if ((st = vp_run(&p, o ? o->threads : 1, err)) != LQ_OK)
-            goto fail;
-    }
     *out = D;
     return LQ_OK;
 fail:

@@ -111,8 +111,8 @@ typedef struct rt_dweights {
     rt_dwlayer *L;
 } rt_dweights;
 
-/* Opens DIR (e.g. MODEL/dflash) for target t: lq_drafter_open's checks (DF_* rules), the runtime's
- * (RT_*), and the value pass over every drafter tensor and the mask embedding (VAL_*). */
+/* Opens DIR (e.g. MODEL/dflash) for target t: lq_drafter_open's checks (DF_* rules, the values of
+ * every drafter tensor and of the mask embedding included) and the runtime's (RT_*). */
 lq_status rt_dweights_open(const char *dir, const rt_weights *t, const rt_weights_opts *o, rt_dweights **out,
                            lq_error *err);
 void rt_dweights_close(rt_dweights *d);
