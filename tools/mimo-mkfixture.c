@@ -19,7 +19,6 @@
  * computed first and kept (they are 1/16384 of the weights), then the weights are regenerated
  * and written. */
 #include <errno.h>
-#include <pthread.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -284,19 +283,21 @@ static int gen_threads = 1;
 typedef struct gen_job {
     uint64_t seed;
     const fx_tensor *t;
-    uint64_t r0, r1;
+    uint64_t r0, rows, cols;
+    size_t parts;
     float *out;
 } gen_job;
 
-static void *gen_worker(void *arg)
+static void gen_part(void *arg, size_t i)
 {
     gen_job *j = arg;
-    gen_rows_1(j->seed, j->t, j->r0, j->r1, j->out);
-    return NULL;
+    uint64_t a = j->r0 + j->rows * i / j->parts, b = j->r0 + j->rows * (i + 1) / j->parts;
+    gen_rows_1(j->seed, j->t, a, b, j->out + (a - j->r0) * j->cols);
 }
 
-/* Generates stored rows [r0, r1) of t into out, split by rows over gen_threads threads. Every
- * row is generated on its own, so the values do not depend on the thread count. */
+/* Generates stored rows [r0, r1) of t into out, split by rows over gen_threads threads of the
+ * process pool. Every row is generated on its own, so the values do not depend on the thread
+ * count. */
 static void gen_rows(uint64_t seed, const fx_tensor *t, uint64_t r0, uint64_t r1, float *out)
 {
     uint64_t rows = r1 - r0, cols = cols_of(t);
@@ -309,21 +310,8 @@ static void gen_rows(uint64_t seed, const fx_tensor *t, uint64_t r0, uint64_t r1
         gen_rows_1(seed, t, r0, r1, out);
         return;
     }
-    pthread_t th[64];
-    gen_job jobs[64];
-    int running[64] = {0};
-    for (int i = 0; i < nt; i++) {
-        uint64_t a = r0 + rows * (uint64_t)i / (uint64_t)nt, b = r0 + rows * (uint64_t)(i + 1) / (uint64_t)nt;
-        jobs[i] = (gen_job){seed, t, a, b, out + (a - r0) * cols};
-        /* Job 0, and any job whose thread cannot start, runs on this thread below. */
-        running[i] = i > 0 && pthread_create(&th[i], NULL, gen_worker, &jobs[i]) == 0;
-    }
-    for (int i = 0; i < nt; i++)
-        if (!running[i])
-            gen_worker(&jobs[i]);
-    for (int i = 0; i < nt; i++)
-        if (running[i])
-            pthread_join(th[i], NULL);
+    gen_job j = {seed, t, r0, rows, cols, (size_t)nt, out};
+    lq_parallel_for(j.parts, nt, gen_part, &j);
 }
 
 static void fail_lq(const lq_error *err)
