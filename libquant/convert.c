@@ -11,6 +11,8 @@
  * a temporary that resume deletes. Records are one small file per shard, so the cost of keeping
  * state does not grow with the model. */
 #include "convert.h"
+#include "fp_formats.h"
+#include "values.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -694,6 +696,54 @@ static uint64_t src_bytes_of(const lq_plan_tensor *t)
     return t->src.info->nbytes + (t->rule == LQ_RULE_MXFP4 && t->has_src_scale ? t->src_scale.info->nbytes : 0);
 }
 
+/* Every stored value of a source tensor is checked before it is used (values.h, bound
+ * LQ_VALUES_MAX_ABS), so a bad value is refused naming the source tensor instead of being copied
+ * into a release: floats finite and bounded; FP8 sources of MXFP4 weights with their scale grid
+ * (codes not NaN, scales finite and positive); kept FP8 weights' codes not NaN (their kept
+ * weight_scale_inv is a float tensor, checked finite and positive on its own); already-MXFP4
+ * weights' E8M0 scales decoding within the float range. */
+static lq_status source_values(const lq_plan_tensor *t, lq_error *err)
+{
+    const lq_tensor_info *si = t->src.info;
+    const uint8_t *d = lq_st_data(t->src.file, si);
+    const char *path = lq_st_path(t->src.file);
+    lq_dtype dt = si->dtype;
+    if (t->rule == LQ_RULE_MXFP4_SCALE)
+        return LQ_OK;
+    if (t->rule == LQ_RULE_PASSTHROUGH && t->has_src_scale)
+        return lq_values_mxfp4(d, lq_st_data(t->src_scale.file, t->src_scale.info), si->shape[0], si->shape[1] * 2,
+                               LQ_VALUES_MAX_ABS, path, si->name, NULL, err);
+    if ((dt == LQ_DTYPE_F8_E4M3 || dt == LQ_DTYPE_F8_E5M2) && t->has_src_scale)
+        return lq_values_fp8(&t->grid, dt, d, t->src_scale.info->dtype, lq_st_data(t->src_scale.file, t->src_scale.info),
+                             0, si->shape[0], LQ_VALUES_MAX_ABS, path, lq_st_path(t->src_scale.file), si->name, NULL,
+                             err);
+    if (dt == LQ_DTYPE_F8_E4M3 || dt == LQ_DTYPE_F8_E5M2) {
+        for (uint64_t i = 0; i < si->nbytes; i++)
+            if (dt == LQ_DTYPE_F8_E4M3 ? lq_e4m3_is_nan(d[i]) : (d[i] & 0x7C) == 0x7C)
+                return lq_fail(err, LQ_ERR_NUMERIC, path, si->name, "VAL_FP8_NAN", "element %llu is the code 0x%02X (%s)",
+                               (unsigned long long)i, d[i], dt == LQ_DTYPE_F8_E4M3 ? "NaN" : "inf or NaN");
+        return LQ_OK;
+    }
+    if (dt != LQ_DTYPE_F32 && dt != LQ_DTYPE_F16 && dt != LQ_DTYPE_BF16)
+        return LQ_OK;
+    lq_status st = lq_values_float(dt, d, si->numel, LQ_VALUES_MAX_ABS, path, si->name, NULL, err);
+    /* a weight to quantize: its NaN or inf is reported by the quantizer, with row and column */
+    if (st != LQ_OK && t->rule == LQ_RULE_MXFP4 && err && !strcmp(err->rule, "VAL_NONFINITE")) {
+        lq_error_clear(err);
+        st = LQ_OK;
+    }
+    size_t nl = strlen(si->name);
+    if (st == LQ_OK && nl > 10 && !strcmp(si->name + nl - 10, "_scale_inv")) {
+        float v;
+        for (uint64_t i = 0; i < si->numel; i++)
+            if (lq_to_f32(dt, d + i * (lq_dtype_bits(dt) / 8), 1, &v) == LQ_OK && !(v > 0))
+                return lq_fail(err, LQ_ERR_NUMERIC, path, si->name, "VAL_SCALE_INV",
+                               "element %llu is %g: a weight_scale_inv must be positive", (unsigned long long)i,
+                               (double)v);
+    }
+    return st;
+}
+
 static lq_status write_mxfp4(part_ctx *pc, const lq_plan_tensor *t, lq_stw *w, lq_err_acc *acc, lq_error *err)
 {
     const lq_tensor_info *si = t->src.info;
@@ -828,24 +878,15 @@ static lq_status write_shard(part_ctx *pc, uint32_t s, lq_error *err)
         }
         const lq_plan_tensor *t = *hit;
         lq_tensor_event ev = {.t = t, .in_bytes = src_bytes_of(t), .out_bytes = t->nbytes};
+        if ((st = source_values(t, err)) != LQ_OK)
+            goto cleanup;
         switch (t->rule) {
         case LQ_RULE_KEEP:
             st = copy_bytes(pc, w, lq_st_data(t->src.file, t->src.info), t->nbytes, t->name, err);
             break;
-        case LQ_RULE_PASSTHROUGH: {
-            if (t->has_src_scale) {
-                const uint8_t *sc = lq_st_data(t->src_scale.file, t->src_scale.info);
-                for (uint64_t i = 0; i < t->src_scale.info->nbytes; i++)
-                    if (sc[i] == 0xFF) {
-                        st = lq_fail(err, LQ_ERR_CORRUPT, lq_st_path(t->src_scale.file),
-                                     t->src_scale.info->name, "QUANT_SCALE_NAN",
-                                     "E8M0 scale 0xFF (NaN) at byte %llu", (unsigned long long)i);
-                        goto cleanup;
-                    }
-            }
+        case LQ_RULE_PASSTHROUGH: /* its E8M0 scales were checked by source_values */
             st = copy_bytes(pc, w, lq_st_data(t->src.file, t->src.info), t->nbytes, t->name, err);
             break;
-        }
         case LQ_RULE_MXFP4:
             st = write_mxfp4(pc, t, w, &accs[nq], err);
             if (st == LQ_OK) {

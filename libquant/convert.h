@@ -87,8 +87,10 @@ void lq_work_dir_name(const char *out, char *buf, size_t cap);
 /* Runs one part into work_dir (created if missing). Errors: RUN_EXISTS (a work directory from
  * an earlier run without --resume), RUN_MISMATCH (resume with other inputs or options),
  * RUN_SHARD_DAMAGED (a completed shard no longer matches its recorded size or SHA-256),
- * QUANT_NONFINITE (NaN/inf in a weight, with row and column), QUANT_SCALE_NAN (an
- * already-MXFP4 source with a 0xFF scale), and the writer's and reader's rules. */
+ * QUANT_NONFINITE (NaN/inf in a weight to quantize, with row and column), the value rules of
+ * values.h for every source tensor before it is used (VAL_NONFINITE, VAL_RANGE above
+ * LQ_VALUES_MAX_ABS, VAL_FP8_NAN, VAL_SCALE_INV, VAL_E8M0 for an already-MXFP4 source whose scale
+ * is 0xFF or decodes beyond the float range), and the writer's and reader's rules. */
 lq_status lq_run_part(const lq_ckpt *src, const lq_plan *plan, const char *work_dir,
                       const lq_run_opts *o, lq_error *err);
 

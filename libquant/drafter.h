@@ -88,7 +88,7 @@ extern "C" {
 /* Largest |value| accepted in a drafter weight or the mask embedding: the largest finite F16.
  * Trained weights and embeddings are orders of magnitude smaller, and an engine that runs the
  * drafter in F16 would overflow past it; anything above is a corrupted or hostile file. */
-#define LQ_DRAFTER_MAX_ABS 65504.0
+#define LQ_DRAFTER_MAX_ABS 65504.0 /* = LQ_VALUES_MAX_ABS (values.h) */
 
 /* Parsed drafter config. Optional keys absent take the value given in the comment. */
 typedef struct lq_drafter_config {

@@ -38,6 +38,11 @@
 extern "C" {
 #endif
 
+/* The magnitude bound the tools apply by default: the largest finite IEEE half. A weight beyond it
+ * cannot be served by a half-precision engine and no trained MiMo tensor comes near it, so a finite
+ * 1e30 is refused as a value, not taken as a weight (the runtime's --max-abs changes it). */
+#define LQ_VALUES_MAX_ABS 65504.0
+
 /* Statistics over the decoded values of the elements checked, filled (not added to) by every
  * call that gets one; NULL selects the fast path. With statistics the whole tensor (or row range)
  * is scanned even after a failure, so the counts are complete; the status and error still name

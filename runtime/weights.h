@@ -65,10 +65,8 @@ typedef struct rt_weights {
     rt_wlayer *L;
 } rt_weights;
 
-/* The default bound of rt_weights_opts.max_abs: the largest finite IEEE half. A weight beyond it
- * cannot be served by a half-precision engine, and no trained MiMo tensor comes near it; a finite
- * 1e30 is an error, not a weight. */
-#define RT_MAX_ABS_DEFAULT 65504.0
+/* The default bound of rt_weights_opts.max_abs: libquant's (the largest finite IEEE half). */
+#define RT_MAX_ABS_DEFAULT LQ_VALUES_MAX_ABS
 
 typedef struct rt_weights_opts {
     int threads;       /* threads of the value pass (>= 1) */
