@@ -44,6 +44,7 @@
 #include "runtime/generate.h"
 #include "runtime/model.h"
 #include "runtime/tokenizer.h"
+#include "runtime/weights.h"
 
 typedef struct check {
     const char *name;
@@ -54,7 +55,7 @@ typedef struct check {
 static check checks[] = {
     {"manifest", 0, 0, ""}, {"integrity", 0, 0, ""}, {"signature", 0, 0, ""},
     {"container", 0, 0, ""}, {"tensors", 0, 0, ""}, {"inventory", 0, 0, ""},
-    {"drafter", 0, 0, ""}, {"accuracy", 0, 0, ""}, {"model", 0, 0, ""},
+    {"values", 0, 0, ""},    {"drafter", 0, 0, ""}, {"accuracy", 0, 0, ""}, {"model", 0, 0, ""},
 };
 #define NCHECKS (sizeof(checks) / sizeof(checks[0]))
 
@@ -69,7 +70,7 @@ static void usage(FILE *f)
         "accuracy and the end-to-end model check. One line per check, then the verdict.\n"
         "  --pubkey KEY.pem    verify mimo-manifest.json.sig with this Ed25519 public key\n"
         "  --only C[,C...]     run only these checks (manifest, integrity, signature, container,\n"
-        "                      tensors, inventory, drafter, accuracy, model)\n"
+        "                      tensors, inventory, values, drafter, accuracy, model)\n"
         "  --source SRC        the checkpoint the artifact was made from: every MXFP4 tensor is\n"
         "                      decoded and compared with its source tensor (accuracy check), and\n"
         "                      when the policy has a \"model\" section both models run through the\n"
@@ -535,6 +536,27 @@ static void check_inventory(const lq_ckpt *ck, const lq_mimo_config *mc)
 }
 
 /* The drafter in ARTIFACT/dflash, validated against the target (skipped when there is none). */
+/* Every stored value of the target, as the runtime checks it at load (runtime/weights.h through
+ * libquant/values.h): floats finite and within LQ_VALUES_MAX_ABS, FP8 codes not NaN, scales
+ * finite and positive, MXFP4 blocks within the float range. The drafter's values are part of the
+ * drafter check (lq_drafter_open). A second read of the artifact besides integrity's hashing. */
+static void check_values(const char *dir, int threads)
+{
+    int ci = check_index("values");
+    rt_weights *w = NULL;
+    lq_error err;
+    lq_error_clear(&err);
+    rt_weights_opts o = {threads, 0, 1};
+    char buf[1400];
+    if (rt_weights_open(dir, &o, &w, &err) != LQ_OK) {
+        result(ci, 0, "%s", lq_error_format(&err, buf, sizeof(buf)));
+        return;
+    }
+    result(ci, 1, "every value of the target's weights finite, within %g, FP8 codes and scales and MXFP4 blocks valid",
+           LQ_VALUES_MAX_ABS);
+    rt_weights_close(w);
+}
+
 static void check_drafter(const char *dir, const lq_mimo_config *mc)
 {
     int ci = check_index("drafter");
@@ -2472,7 +2494,7 @@ int main(int argc, char **argv)
         check_signature(artifact, pubkey);
     lq_ckpt *ck = NULL;
     int ci = check_index("container");
-    if (enabled[ci] || enabled[check_index("tensors")] || enabled[check_index("inventory")] ||
+    if (enabled[ci] || enabled[check_index("tensors")] || enabled[check_index("inventory")] || enabled[check_index("values")] ||
         enabled[check_index("drafter")] || enabled[check_index("accuracy")] || enabled[check_index("model")]) {
         lq_error_clear(&err);
         if (lq_ckpt_open(artifact, NULL, &ck, &err) != LQ_OK) {
@@ -2503,6 +2525,8 @@ int main(int argc, char **argv)
     }
     if (have_mc && enabled[check_index("inventory")])
         check_inventory(ck, &mc);
+    if (ck && enabled[check_index("values")])
+        check_values(artifact, threads);
     if (have_mc && enabled[check_index("drafter")])
         check_drafter(artifact, &mc);
     if (have_mc)
