@@ -592,7 +592,7 @@ static void check_drafter(const char *dir, const lq_mimo_config *mc)
  * them are in docs/cli.md (mimo-verify, "model check"). */
 static const char *const default_policy =
     "{\"schema_version\": 1,"
-    " \"required\": [\"manifest\", \"integrity\", \"container\", \"tensors\", \"inventory\"],"
+    " \"required\": [\"manifest\", \"integrity\", \"container\", \"tensors\", \"inventory\", \"values\"],"
     " \"thresholds\": {\"min_sqnr_db\": 17.0, \"min_cosine\": 0.99, \"max_clip_frac\": 0.05,"
     " \"min_layer_sqnr_db\": 17.5, \"min_top1_agreement\": 0.9, \"max_mean_kl\": 1e-05, \"max_kl\": 2.5e-05,"
     " \"max_ppl_ratio\": 1.005, \"min_layer_hidden_cosine\": 0.9999, \"min_dflash_tau_ratio\": 0.9},"
