@@ -26,11 +26,11 @@
  * in (6, 7] both give 6; 7 ties to 8 on the coarse grid at equal error), so a block whose
  * largest y is at most 7 keeps floor without the sum. */
 #include "mxfp4.h"
+#include "pool.h"
 
 #include "internal/bits.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -589,17 +589,16 @@ typedef struct mt_job {
     range_result res;
 } mt_job;
 
-static void *mt_worker(void *arg)
+static void mt_task(void *arg, size_t i)
 {
-    mt_job *j = arg;
+    mt_job *j = (mt_job *)arg + i;
     quantize_blocks(j->x + j->block0 * LQ_MX_BLOCK, j->nb, j->mode,
                     j->packed + j->block0 * (LQ_MX_BLOCK / 2), j->scales + j->block0, &j->res);
     if (j->res.failed)
         j->res.bad_index += j->block0 * LQ_MX_BLOCK;
-    return NULL;
 }
 
-/* Below this many blocks per thread, thread start-up costs more than it saves. */
+/* Below this many blocks per part, handing a part to another thread costs more than it saves. */
 #define MT_MIN_BLOCKS 1024
 
 lq_status lq_mxfp4_quantize_mt(const float *x, size_t n, lq_mx_scale_mode mode, uint8_t *packed,
@@ -616,14 +615,10 @@ lq_status lq_mxfp4_quantize_mt(const float *x, size_t n, lq_mx_scale_mode mode, 
         return lq_mxfp4_quantize(x, n, mode, packed, scales, counts, bad_index);
 
     mt_job *jobs = calloc(t, sizeof *jobs);
-    pthread_t *tids = calloc(t, sizeof *tids);
-    int *started = calloc(t, sizeof *started);
-    if (!jobs || !tids || !started) {
-        st = LQ_ERR_NO_MEMORY;
-        goto cleanup;
-    }
-    /* Contiguous block ranges; job 0 runs on the calling thread. The partition only decides
-     * who computes a block, never how, so the bytes do not depend on t. */
+    if (!jobs)
+        return LQ_ERR_NO_MEMORY;
+    /* Contiguous block ranges on the process pool (pool.h). The partition only decides who
+     * computes a block, never how, so the bytes do not depend on t. */
     for (size_t i = 0; i < t; i++) {
         jobs[i].x = x;
         jobs[i].block0 = nb * i / t;
@@ -632,15 +627,7 @@ lq_status lq_mxfp4_quantize_mt(const float *x, size_t n, lq_mx_scale_mode mode, 
         jobs[i].packed = packed;
         jobs[i].scales = scales;
     }
-    for (size_t i = 1; i < t; i++)
-        started[i] = pthread_create(&tids[i], NULL, mt_worker, &jobs[i]) == 0;
-    mt_worker(&jobs[0]);
-    for (size_t i = 1; i < t; i++) {
-        if (started[i])
-            pthread_join(tids[i], NULL);
-        else
-            mt_worker(&jobs[i]); /* could not start a thread: do its share here */
-    }
+    lq_parallel_for(t, (int)t, mt_task, jobs);
     /* Ranges are in index order, so the first failing job holds the smallest bad index. */
     for (size_t i = 0; i < t; i++) {
         if (jobs[i].res.failed) {
@@ -656,8 +643,6 @@ lq_status lq_mxfp4_quantize_mt(const float *x, size_t n, lq_mx_scale_mode mode, 
     st = LQ_OK;
 cleanup:
     free(jobs);
-    free(tids);
-    free(started);
     return st;
 }
 
