@@ -214,25 +214,24 @@ static uint64_t ju64(const cJSON *o, const char *k, int *ok)
 
 typedef void (*range_fn)(void *ctx, size_t begin, size_t end);
 
-typedef struct pf_job {
+typedef struct pf_ranges {
     range_fn fn;
     void *ctx;
-    size_t b, e;
-} pf_job;
+    size_t n, parts;
+} pf_ranges;
 
-static void *pf_worker(void *arg)
+static void pf_range(void *arg, size_t k)
 {
-    pf_job *j = arg;
-    j->fn(j->ctx, j->b, j->e);
-    return NULL;
+    const pf_ranges *r = arg;
+    r->fn(r->ctx, r->n * k / r->parts, r->n * (k + 1) / r->parts);
 }
 
-/* Splits [0, n) into `threads` contiguous ranges; which range a thread gets never changes a
- * result, because every item writes only its own output. */
+/* Splits [0, n) into `threads` contiguous ranges run on the process's thread pool; which thread
+ * runs a range never changes a result, because every item writes only its own output. */
 static void parallel_for(int threads, size_t n, range_fn fn, void *ctx)
 {
-    if (threads > 64)
-        threads = 64;
+    if (threads > LQ_POOL_MAX)
+        threads = LQ_POOL_MAX;
     if ((size_t)threads > n)
         threads = (int)n;
     if (threads <= 1) {
@@ -240,19 +239,8 @@ static void parallel_for(int threads, size_t n, range_fn fn, void *ctx)
             fn(ctx, 0, n);
         return;
     }
-    pthread_t th[64];
-    pf_job jobs[64];
-    int running[64] = {0};
-    for (int i = 0; i < threads; i++) {
-        jobs[i] = (pf_job){fn, ctx, n * (size_t)i / (size_t)threads, n * (size_t)(i + 1) / (size_t)threads};
-        running[i] = i > 0 && pthread_create(&th[i], NULL, pf_worker, &jobs[i]) == 0;
-    }
-    for (int i = 0; i < threads; i++)
-        if (!running[i])
-            pf_worker(&jobs[i]);
-    for (int i = 0; i < threads; i++)
-        if (running[i])
-            pthread_join(th[i], NULL);
+    pf_ranges r = {fn, ctx, n, (size_t)threads};
+    lq_parallel_for((size_t)threads, threads, pf_range, &r);
 }
 
 /* ---- fingerprint and plan file ---- */
@@ -628,7 +616,8 @@ typedef struct qctx {
     uint8_t *scales;             /* whole tensor's scales */
     lq_err_acc *row_acc;         /* per chunk row */
     int threads;
-    lq_status st;                /* first failing decode (FP8) */
+    lq_status st;                /* the failing decode of the lowest rows (FP8) */
+    uint64_t err_row;            /* its first row, so the error does not depend on the thread count */
     lq_error err;
     pthread_mutex_t mu;
 } qctx;
@@ -645,8 +634,9 @@ static void decode_rows(void *arg, size_t b, size_t e)
                                             c->r0 + b, c->r0 + e, c->f32 + b * K, t->src.info->name, &e2);
         if (st != LQ_OK) {
             pthread_mutex_lock(&c->mu);
-            if (c->st == LQ_OK) {
+            if (c->st == LQ_OK || c->r0 + b < c->err_row) {
                 c->st = st;
+                c->err_row = c->r0 + b;
                 c->err = e2;
             }
             pthread_mutex_unlock(&c->mu);
@@ -1360,6 +1350,9 @@ lq_status lq_run_part(const lq_ckpt *src, const lq_plan *p, const char *work, co
     size_t nsrc = lq_ckpt_shard_count(src);
     ht = (hash_task){.src = src, .work = work, .first = nsrc * (o->part - 1) / o->nparts,
                      .last = nsrc * o->part / o->nparts, .cancel = o->cancel, .st = LQ_OK};
+    /* A dedicated thread, not the pool: hashing the source files is a pipeline stage that runs
+     * beside the shard writer for the whole part (and is stopped through ht.stop), not a
+     * fork-join loop; on the pool it would hold a worker for the whole conversion. */
     if (pthread_create(&hth, NULL, hash_worker, &ht) == 0)
         hash_started = 1;
     else

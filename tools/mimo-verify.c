@@ -165,51 +165,47 @@ static void manifest_entries_ok(const cJSON *man, char *why, size_t cap)
 typedef struct hjob {
     const char *dir;
     const cJSON *files;
-    size_t n;
-    size_t next;
-    pthread_mutex_t mu;
     char (*got)[65];
     uint64_t *size;
     int *err;
 } hjob;
 
-static void *hash_worker(void *arg)
+/* One task of the thread pool: hashes file i into got[i], size[i], err[i]. */
+static void hash_file(void *arg, size_t i)
 {
     hjob *h = arg;
-    unsigned char *buf = malloc((size_t)8 << 20);
-    for (;;) {
-        pthread_mutex_lock(&h->mu);
-        size_t i = h->next++;
-        pthread_mutex_unlock(&h->mu);
-        if (i >= h->n || !buf)
-            break;
-        const char *rel = cJSON_GetStringValue(lq_json_get(cJSON_GetArrayItem(h->files, (int)i), "path"));
-        char path[8192];
-        snprintf(path, sizeof(path), "%s/%s", h->dir, rel ? rel : "");
-        FILE *f = rel ? fopen(path, "rb") : NULL;
-        if (!f) {
-            h->err[i] = errno ? errno : ENOENT;
-            continue;
-        }
-        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-        EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-        size_t r;
-        uint64_t total = 0;
-        while ((r = fread(buf, 1, (size_t)8 << 20, f)) > 0) {
-            EVP_DigestUpdate(ctx, buf, r);
-            total += r;
-        }
-        if (ferror(f))
-            h->err[i] = EIO;
-        fclose(f);
-        uint8_t d[32];
-        EVP_DigestFinal_ex(ctx, d, NULL);
-        EVP_MD_CTX_free(ctx);
-        lq_hex(d, 32, h->got[i]);
-        h->size[i] = total;
+    const char *rel = cJSON_GetStringValue(lq_json_get(cJSON_GetArrayItem(h->files, (int)i), "path"));
+    char path[8192];
+    snprintf(path, sizeof(path), "%s/%s", h->dir, rel ? rel : "");
+    errno = 0;
+    FILE *f = rel ? fopen(path, "rb") : NULL;
+    if (!f) {
+        h->err[i] = errno ? errno : ENOENT;
+        return;
     }
+    unsigned char *buf = malloc((size_t)8 << 20);
+    if (!buf) {
+        h->err[i] = ENOMEM;
+        fclose(f);
+        return;
+    }
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    size_t r;
+    uint64_t total = 0;
+    while ((r = fread(buf, 1, (size_t)8 << 20, f)) > 0) {
+        EVP_DigestUpdate(ctx, buf, r);
+        total += r;
+    }
+    if (ferror(f))
+        h->err[i] = EIO;
+    fclose(f);
     free(buf);
-    return NULL;
+    uint8_t d[32];
+    EVP_DigestFinal_ex(ctx, d, NULL);
+    EVP_MD_CTX_free(ctx);
+    lq_hex(d, 32, h->got[i]);
+    h->size[i] = total;
 }
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -291,21 +287,11 @@ static void check_integrity(const char *dir, const cJSON *man, int threads)
     int ci = check_index("integrity");
     const cJSON *files = lq_json_get(man, "files");
     size_t n = (size_t)cJSON_GetArraySize(files);
-    hjob h = {.dir = dir, .files = files, .n = n};
+    hjob h = {.dir = dir, .files = files};
     h.got = calloc(n + 1, sizeof(*h.got));
     h.size = calloc(n + 1, sizeof(uint64_t));
     h.err = calloc(n + 1, sizeof(int));
-    pthread_mutex_init(&h.mu, NULL);
-    pthread_t th[256];
-    int started = 0;
-    for (int t = 0; t < threads && t < 256; t++)
-        if (pthread_create(&th[t], NULL, hash_worker, &h) == 0)
-            started++;
-    if (!started)
-        hash_worker(&h);
-    for (int t = 0; t < started; t++)
-        pthread_join(th[t], NULL);
-    pthread_mutex_destroy(&h.mu);
+    lq_parallel_for(n, threads, hash_file, &h);
     size_t bad = 0;
     uint64_t bytes = 0;
     char first[900] = "";
@@ -876,12 +862,6 @@ typedef struct acc_item {
     char err[512];
 } acc_item;
 
-typedef struct acc_job {
-    acc_item *items;
-    size_t n, next;
-    pthread_mutex_t mu;
-} acc_job;
-
 /* Drops mapped pages once read, so resident memory stays small on large artifacts. */
 static void drop_pages(const void *p, uint64_t n)
 {
@@ -940,18 +920,10 @@ static void measure_item(acc_item *it)
     free(buf);
 }
 
-static void *acc_worker(void *arg)
+/* One task of the thread pool: measures items[i]. */
+static void measure_task(void *arg, size_t i)
 {
-    acc_job *j = arg;
-    for (;;) {
-        pthread_mutex_lock(&j->mu);
-        size_t i = j->next++;
-        pthread_mutex_unlock(&j->mu);
-        if (i >= j->n)
-            break;
-        measure_item(&j->items[i]);
-    }
-    return NULL;
+    measure_item(&((acc_item *)arg)[i]);
 }
 
 /* Per-layer results for the report and the HTML chart. */
@@ -1000,18 +972,7 @@ static void check_accuracy(const lq_ckpt *ck, const char *source, const policy *
         it->has_src_scale = lq_ckpt_find(src, sn, &it->src_scale) == 0;
     }
     g_nitems = n;
-    acc_job job = {.items = g_items, .n = n};
-    pthread_mutex_init(&job.mu, NULL);
-    pthread_t th[256];
-    int started = 0;
-    for (int t = 0; t < threads && t < 256; t++)
-        if (pthread_create(&th[t], NULL, acc_worker, &job) == 0)
-            started++;
-    if (!started)
-        acc_worker(&job);
-    for (int t = 0; t < started; t++)
-        pthread_join(th[t], NULL);
-    pthread_mutex_destroy(&job.mu);
+    lq_parallel_for(n, threads, measure_task, g_items);
     if (n == 0) {
         result(ci, 0, "no MXFP4 tensor of the artifact has a source tensor in %s", source);
         lq_ckpt_close(src);
@@ -1375,10 +1336,16 @@ static void model_merge(model_stats *S, size_t p, const prompt_stat *ps, const h
     }
 }
 
-/* The work of the model check, spread over a pool of threads: job 0 samples the perplexity
+/* The work of the model check, run as tasks of the thread pool: job 0 samples the perplexity
  * sequence from the source (a chain of one-token decode steps, the longest job, so it starts
  * first); job 1 + p runs prompt p through both models and compares them. The per-prompt parts
  * are merged afterwards in prompt order. */
+typedef struct model_scratch {
+    int busy;
+    float *la, *ls, *ha, *hs;
+    double *lpa, *lps;
+} model_scratch;
+
 typedef struct model_pool {
     const rt_model *ms, *ma;
     const int32_t *ids;
@@ -1387,8 +1354,9 @@ typedef struct model_pool {
     uint32_t V, H, nhid;
     rt_opts o;                  /* runtime threads per job */
     uint64_t cont, sample_seed;
-    pthread_mutex_t mu;
-    size_t next;
+    pthread_mutex_t mu;         /* guards scr[].busy */
+    model_scratch *scr;         /* [nscr]: one per job that can run at once, kept between jobs */
+    size_t nscr;
     prompt_stat *ps;            /* [np] */
     hid_stat *hid;              /* [np * nhid] */
     lq_status *st;              /* [np + 1] */
@@ -1397,92 +1365,77 @@ typedef struct model_pool {
     id_seq *seq;
 } model_pool;
 
-static void *model_worker(void *arg)
+static void free_scratch(model_scratch *m)
+{
+    free(m->la), free(m->ls), free(m->ha), free(m->hs), free(m->lpa), free(m->lps);
+}
+
+static void model_job(void *arg, size_t j)
 {
     model_pool *P = arg;
-    float *la = NULL, *ls = NULL, *ha = NULL, *hs = NULL;
-    double *lpa = NULL, *lps = NULL;
-    for (;;) {
-        pthread_mutex_lock(&P->mu);
-        size_t j = P->next++;
-        pthread_mutex_unlock(&P->mu);
-        if (j > P->np)
-            break;
-        if (j == 0) {
-            if (P->seq->n) /* a tokenized text, prepared before the pool */
-                continue;
+    if (j == 0) {
+        if (!P->seq->n) /* else a tokenized text, prepared before the pool */
             P->st[0] = seq_sample_source(P->ms, P->ids, P->starts[1], (size_t)P->cont, P->sample_seed, &P->o, P->seq,
                                          &P->err[0]);
-            continue;
-        }
-        size_t p = j - 1, n = P->starts[p + 1] - P->starts[p];
-        if (!la) {
-            la = malloc(P->maxlen * P->V * sizeof(float));
-            ls = malloc(P->maxlen * P->V * sizeof(float));
-            ha = malloc((size_t)P->nhid * P->maxlen * P->H * sizeof(float));
-            hs = malloc((size_t)P->nhid * P->maxlen * P->H * sizeof(float));
-            lpa = malloc(P->V * sizeof(double));
-            lps = malloc(P->V * sizeof(double));
-        }
-        if (!la || !ls || !ha || !hs || !lpa || !lps) {
-            P->st[j] = lq_fail(&P->err[j], LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory for a prompt of %zu tokens",
-                               n);
-            continue;
-        }
-        lq_status st = rt_forward(P->ms, P->ids + P->starts[p], n, &P->o, ls, hs, &P->err[j]);
-        if (st != LQ_OK) {
-            P->st[j] = st;
-            continue;
-        }
-        st = rt_forward(P->ma, P->ids + P->starts[p], n, &P->o, la, ha, &P->err[j]);
-        if (st != LQ_OK) {
-            P->st[j] = st;
-            P->in_artifact[j] = 1;
-            continue;
-        }
-        prompt_compare(&P->ps[p], P->hid + p * P->nhid, P->nhid, n, P->V, P->H, ls, la, hs, ha, lps, lpa);
+        return;
     }
-    free(la), free(ls), free(ha), free(hs), free(lpa), free(lps);
-    return NULL;
+    /* A free scratch set: the pool runs at most nscr jobs at once, so one is always free; the
+     * local set is only a fallback. */
+    model_scratch local = {0}, *m = NULL;
+    pthread_mutex_lock(&P->mu);
+    for (size_t k = 0; k < P->nscr && !m; k++)
+        if (!P->scr[k].busy)
+            m = &P->scr[k];
+    if (m)
+        m->busy = 1;
+    pthread_mutex_unlock(&P->mu);
+    if (!m)
+        m = &local;
+    size_t p = j - 1, n = P->starts[p + 1] - P->starts[p];
+    if (!m->la) {
+        m->la = malloc(P->maxlen * P->V * sizeof(float));
+        m->ls = malloc(P->maxlen * P->V * sizeof(float));
+        m->ha = malloc((size_t)P->nhid * P->maxlen * P->H * sizeof(float));
+        m->hs = malloc((size_t)P->nhid * P->maxlen * P->H * sizeof(float));
+        m->lpa = malloc(P->V * sizeof(double));
+        m->lps = malloc(P->V * sizeof(double));
+    }
+    lq_status st = LQ_OK;
+    if (!m->la || !m->ls || !m->ha || !m->hs || !m->lpa || !m->lps) {
+        P->st[j] = lq_fail(&P->err[j], LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory for a prompt of %zu tokens",
+                           n);
+    } else if ((st = rt_forward(P->ms, P->ids + P->starts[p], n, &P->o, m->ls, m->hs, &P->err[j])) != LQ_OK) {
+        P->st[j] = st;
+    } else if ((st = rt_forward(P->ma, P->ids + P->starts[p], n, &P->o, m->la, m->ha, &P->err[j])) != LQ_OK) {
+        P->st[j] = st;
+        P->in_artifact[j] = 1;
+    } else {
+        prompt_compare(&P->ps[p], P->hid + p * P->nhid, P->nhid, n, P->V, P->H, m->ls, m->la, m->hs, m->ha, m->lps,
+                       m->lpa);
+    }
+    if (m == &local) {
+        free_scratch(&local);
+    } else {
+        pthread_mutex_lock(&P->mu);
+        m->busy = 0;
+        pthread_mutex_unlock(&P->mu);
+    }
 }
 
-/* Runs fn on arg in up to nthreads threads (the caller's included) and waits for them. */
-static void run_pool(void *(*fn)(void *), void *arg, int nthreads)
-{
-    pthread_t th[256];
-    int started = 0;
-    for (int t = 1; t < nthreads && t < 256; t++)
-        if (pthread_create(&th[started], NULL, fn, arg) == 0)
-            started++;
-    fn(arg);
-    for (int t = 0; t < started; t++)
-        pthread_join(th[t], NULL);
-}
-
-/* Perplexity of the sequence under both models, one model per thread when there are two. */
+/* Perplexity of the sequence under both models, one model per task. */
 typedef struct ppl_job {
     const rt_model *m[2];
     const id_seq *seq;
     rt_opts o;
-    pthread_mutex_t mu;
-    int next;
     double ppl[2];
     lq_status st[2];
     lq_error err[2];
 } ppl_job;
 
-static void *ppl_worker(void *arg)
+static void ppl_task(void *arg, size_t i)
 {
     ppl_job *J = arg;
-    for (;;) {
-        pthread_mutex_lock(&J->mu);
-        int i = J->next++;
-        pthread_mutex_unlock(&J->mu);
-        if (i > 1)
-            break;
-        J->st[i] = seq_perplexity(J->m[i], J->seq, &J->o, &J->ppl[i], &J->err[i]);
-    }
-    return NULL;
+    J->st[i] = seq_perplexity(J->m[i], J->seq, &J->o, &J->ppl[i], &J->err[i]);
 }
 
 static double now_s(void)
@@ -1605,9 +1558,17 @@ static void check_model(const char *artifact, const char *source, const policy *
      * at once as there are threads, the rest of the threads inside the runtime. */
     int workers = threads < (int)(np + 1) ? threads : (int)(np + 1);
     P.o = (rt_opts){.threads = threads / workers > 0 ? threads / workers : 1};
+    P.nscr = (size_t)workers;
+    P.scr = calloc(P.nscr, sizeof(model_scratch));
+    if (!P.scr) {
+        result(ci, 0, "out of memory for %zu prompts", np);
+        goto done;
+    }
     pthread_mutex_init(&P.mu, NULL);
-    run_pool(model_worker, &P, workers);
+    lq_parallel_for(np + 1, workers, model_job, &P);
     pthread_mutex_destroy(&P.mu);
+    for (size_t k = 0; k < P.nscr; k++)
+        free_scratch(&P.scr[k]);
     for (size_t j = 0; j <= np; j++)
         if (P.st[j] != LQ_OK) {
             if (j == 0)
@@ -1627,9 +1588,7 @@ static void check_model(const char *artifact, const char *source, const policy *
     J.m[1] = ma;
     J.seq = &S->seq;
     J.o = (rt_opts){.threads = threads >= 2 ? threads / 2 : 1};
-    pthread_mutex_init(&J.mu, NULL);
-    run_pool(ppl_worker, &J, threads >= 2 ? 2 : 1);
-    pthread_mutex_destroy(&J.mu);
+    lq_parallel_for(2, threads >= 2 ? 2 : 1, ppl_task, &J);
     for (int i = 0; i < 2; i++)
         if (J.st[i] != LQ_OK) {
             result(ci, 0, "perplexity of the %s: %s", i ? "artifact" : "source",
@@ -1795,7 +1754,7 @@ static void check_model(const char *artifact, const char *source, const policy *
 done:
     if (!g_have_model)
         model_stats_free(S);
-    free(ids), free(starts), free(P.ps), free(P.hid), free(P.st), free(P.err), free(P.in_artifact);
+    free(ids), free(starts), free(P.ps), free(P.hid), free(P.st), free(P.err), free(P.in_artifact), free(P.scr);
     rt_model_close(ma);
     rt_model_close(ms);
 }
