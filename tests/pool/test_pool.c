@@ -24,74 +24,7 @@
 
 /* ---- allocation counter ---- */
 
-static atomic_int g_counting;
-static atomic_long g_allocs;
-
-static void count_alloc(void)
-{
-    if (atomic_load_explicit(&g_counting, memory_order_relaxed))
-        atomic_fetch_add_explicit(&g_allocs, 1, memory_order_relaxed);
-}
-
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define POOL_TEST_SANITIZER 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define POOL_TEST_SANITIZER 1
-#endif
-
-#if defined(POOL_TEST_SANITIZER)
-int __sanitizer_install_malloc_and_free_hooks(void (*malloc_hook)(const volatile void *, size_t),
-                                              void (*free_hook)(const volatile void *));
-static void on_malloc(const volatile void *p, size_t n)
-{
-    (void)p, (void)n;
-    count_alloc();
-}
-static void on_free(const volatile void *p)
-{
-    (void)p;
-}
-static int install_counter(void)
-{
-    return __sanitizer_install_malloc_and_free_hooks(on_malloc, on_free) != 0;
-}
-#elif defined(__GLIBC__)
-extern void *__libc_malloc(size_t n);
-extern void *__libc_calloc(size_t n, size_t size);
-extern void *__libc_realloc(void *p, size_t n);
-extern void __libc_free(void *p);
-void *malloc(size_t n)
-{
-    count_alloc();
-    return __libc_malloc(n);
-}
-void *calloc(size_t n, size_t size)
-{
-    count_alloc();
-    return __libc_calloc(n, size);
-}
-void *realloc(void *p, size_t n)
-{
-    count_alloc();
-    return __libc_realloc(p, n);
-}
-void free(void *p)
-{
-    __libc_free(p);
-}
-static int install_counter(void)
-{
-    return 1;
-}
-#else
-static int install_counter(void)
-{
-    return 0;
-}
-#endif
+#include "../alloc_count.h"
 
 /* ---- tasks ---- */
 
@@ -342,7 +275,7 @@ static void slow_task(void *arg, size_t i)
 
 static void case_no_allocation(void)
 {
-    if (!install_counter()) {
+    if (!alloc_count_install()) {
         fprintf(stderr, "test_pool: no allocation counter on this platform; allocation check skipped\n");
         return;
     }

@@ -4,8 +4,7 @@
  * On the tiny MXFP4 artifact with its drafter, at 2 threads: after a warm-up (a prefill, decode
  * steps, a verify step with taps, acceptance, rollback, ingest and a draft block), the same
  * operations repeated 12 times must call malloc, calloc, realloc and aligned allocators exactly 0
- * times (counted by interposing them: glibc's __libc_* underneath in the regular build, the
- * sanitizer allocator hooks under ASan). Then rt_generate: its allocations do not depend on how
+ * times (tests/alloc_count.h: interposed in the regular build, the sanitizer's hooks under ASan). Then rt_generate: its allocations do not depend on how
  * many tokens it makes (its per-call set-up only), checked with 8 and 40 tokens, plain and DFlash. */
 #include "../harness.h"
 #include "libquant/libquant.h"
@@ -13,58 +12,7 @@
 #include "runtime/generate.h"
 #include "runtime/model.h"
 
-static volatile long g_count;
-static volatile int g_on;
-
-#if defined(__SANITIZE_ADDRESS__)
-void __sanitizer_install_malloc_and_free_hooks(void (*m)(const volatile void *, size_t),
-                                               void (*f)(const volatile void *));
-static void on_malloc(const volatile void *p, size_t n)
-{
-    (void)p, (void)n;
-    if (g_on)
-        __atomic_add_fetch(&g_count, 1, __ATOMIC_RELAXED);
-}
-static void on_free(const volatile void *p) { (void)p; }
-static void install(void) { __sanitizer_install_malloc_and_free_hooks(on_malloc, on_free); }
-#else
-extern void *__libc_malloc(size_t);
-extern void *__libc_calloc(size_t, size_t);
-extern void *__libc_realloc(void *, size_t);
-extern void *__libc_memalign(size_t, size_t);
-static void count(void)
-{
-    if (g_on)
-        __atomic_add_fetch(&g_count, 1, __ATOMIC_RELAXED);
-}
-void *malloc(size_t n)
-{
-    count();
-    return __libc_malloc(n);
-}
-void *calloc(size_t a, size_t b)
-{
-    count();
-    return __libc_calloc(a, b);
-}
-void *realloc(void *p, size_t n)
-{
-    count();
-    return __libc_realloc(p, n);
-}
-void *aligned_alloc(size_t a, size_t n)
-{
-    count();
-    return __libc_memalign(a, n);
-}
-int posix_memalign(void **p, size_t a, size_t n)
-{
-    count();
-    *p = __libc_memalign(a, n);
-    return *p ? 0 : 12;
-}
-static void install(void) {}
-#endif
+#include "../alloc_count.h"
 
 /* The operations of one DFlash iteration and some plain decode steps, at positions from len. */
 static int round_trip(const rt_model *m, rt_cache *kv, const rt_drafter *d, rt_dcache *dc, int32_t *tok, rt_rng *rng)
@@ -108,11 +56,11 @@ static long gen_allocs(const rt_model *m, const rt_drafter *d, size_t ntok)
     go.sampling = (rt_sampling){0.8, 0, 1, 3};
     size_t n = 0;
     lq_error err;
-    g_count = 0, g_on = 1;
+    atomic_store(&g_allocs, 0), atomic_store(&g_counting, 1);
     lq_status st = rt_generate(m, d, prompt, 20, &go, out, &n, NULL, &err);
-    g_on = 0;
+    atomic_store(&g_counting, 0);
     CHECK(st == LQ_OK && n == ntok);
-    return g_count;
+    return atomic_load(&g_allocs);
 }
 
 int main(int argc, char **argv)
@@ -121,7 +69,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: test_alloc MKFIXTURE QUANTIZE\n");
         return 2;
     }
-    install();
+    CHECK(alloc_count_install());
     char root[] = "/tmp/mimo-alloc-XXXXXX", cmd[2048], src[600], art[600], dd[700];
     CHECK(mkdtemp(root) != NULL);
     snprintf(src, sizeof(src), "%s/fp8", root);
@@ -155,15 +103,15 @@ int main(int argc, char **argv)
     CHECK(rt_draft_ingest_ctx(d, dc, kv, 0, 40, 2, &err) == LQ_OK);
     CHECK(round_trip(m, kv, d, dc, &tok, &rng));
     CHECK(round_trip(m, kv, d, dc, &tok, &rng));
-    g_count = 0, g_on = 1;
+    atomic_store(&g_allocs, 0), atomic_store(&g_counting, 1);
     int ok = 1;
     for (int i = 0; i < 12; i++)
         ok &= round_trip(m, kv, d, dc, &tok, &rng);
-    g_on = 0;
+    atomic_store(&g_counting, 0);
     CHECK(ok);
     printf("allocations in 12 warm rounds (36 decode steps, 12 verify steps, drafts, acceptance, ingest): %ld\n",
-           g_count);
-    CHECK_EQ_U64((uint64_t)g_count, 0);
+           atomic_load(&g_allocs));
+    CHECK_EQ_U64((uint64_t)atomic_load(&g_allocs), 0);
     rt_cache_free(kv);
     rt_dcache_free(dc);
     for (int k = 0; k < 2; k++) {
