@@ -5,8 +5,7 @@
  * Before the selection of outputs, the 8192-token prefill alone allocated 8192 x 152,576 floats of
  * logits (5 GB). The rule (issue: "peak RSS of an 8192-token prefill exceeds a 1024-token one by no
  * more than the KV growth plus a few MB"): hwm(8192) - hwm(1024) <= kv(8192) - kv(1024) + 8 MiB.
- * The sanitizer build skips it (ASan's shadow memory and quarantine make RSS meaningless). Suite
- * slow: the 8192-token prefill takes minutes on two cores. */
+ * The sanitizer build skips it (ASan's shadow memory and quarantine make RSS meaningless). */
 #include "../harness.h"
 
 #if !defined(__SANITIZE_ADDRESS__)
