@@ -26,7 +26,7 @@ mkdir -p "$out/obj" "$out/gen"
 # archive; each target links only the objects it needs.
 cflags="-g -O1 -std=c11 -D_XOPEN_SOURCE=700 -D_DEFAULT_SOURCE -I. -I/usr/include/cjson -fsanitize=address,undefined -fno-sanitize-recover=undefined"
 objs=()
-for src in libquant/*.c runtime/*.c; do
+for src in libquant/*.c runtime/*.c runtime/cpu/*.c; do
   obj="$out/obj/$(echo "${src%.c}" | tr / _).o"
   if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ -n "$(find libquant runtime -name '*.h' -newer "$obj" -print -quit)" ]; then
     clang $cflags -fsanitize=fuzzer-no-link -c "$src" -o "$obj"
