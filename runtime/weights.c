@@ -120,9 +120,14 @@ typedef struct vpass {
     size_t n, cap;
     double max_abs;
     lq_status *st;
-    lq_error *errs;
     int oom;
 } vpass;
+
+static lq_status vp_check(const vpass *p, size_t i, lq_error *err)
+{
+    return p->items[i].l ? rt_linear_check(p->items[i].l, p->max_abs, err)
+                         : rt_vec_check(p->items[i].v, p->max_abs, err);
+}
 
 static void vp_add(vpass *p, const rt_linear *l, const rt_vec *v)
 {
@@ -143,9 +148,7 @@ static void vp_add(vpass *p, const rt_linear *l, const rt_vec *v)
 static void vp_task(void *ctx, size_t i)
 {
     vpass *p = ctx;
-    lq_error_clear(&p->errs[i]);
-    p->st[i] = p->items[i].l ? rt_linear_check(p->items[i].l, p->max_abs, &p->errs[i])
-                             : rt_vec_check(p->items[i].v, p->max_abs, &p->errs[i]);
+    p->st[i] = vp_check(p, i, NULL);
 }
 
 static lq_status vp_run(vpass *p, int threads, lq_error *err)
@@ -155,20 +158,17 @@ static lq_status vp_run(vpass *p, int threads, lq_error *err)
         st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
     else if (p->n) {
         p->st = malloc(p->n * sizeof(lq_status));
-        p->errs = malloc(p->n * sizeof(lq_error));
-        if (!p->st || !p->errs)
+        if (!p->st)
             st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
         else {
             lq_parallel_for(p->n, threads < 1 ? 1 : threads, vp_task, p);
+            /* only the first failing descriptor's message is wanted: it is checked again for it */
             for (size_t i = 0; i < p->n && st == LQ_OK; i++)
-                if (p->st[i] != LQ_OK) {
-                    st = p->st[i];
-                    if (err)
-                        *err = p->errs[i];
-                }
+                if (p->st[i] != LQ_OK)
+                    st = vp_check(p, i, err);
         }
     }
-    free(p->items), free(p->st), free(p->errs);
+    free(p->items), free(p->st);
     memset(p, 0, sizeof(*p));
     return st;
 }
@@ -191,34 +191,6 @@ void rt_weights_close(rt_weights *w)
         lq_mimo_config_free(&w->cfg);
     lq_ckpt_close(w->ck);
     free(w);
-}
-
-/* What the runtime supports beyond what the config parser accepts. */
-static lq_status check_config(const char *dir, const lq_mimo_config *c, lq_error *err)
-{
-    const char *p = "config.json";
-    (void)dir;
-    if (c->num_hidden_layers == 0 || c->hidden_size == 0 || c->vocab_size == 0)
-        return lq_fail(err, LQ_ERR_UNSUPPORTED, p, NULL, "RT_CONFIG", "a model without layers, hidden size or vocabulary");
-    for (uint32_t l = 0; l < c->num_hidden_layers; l++) {
-        int swa = c->is_swa[l];
-        uint32_t nq = swa ? c->swa_num_attention_heads : c->num_attention_heads;
-        uint32_t nkv = swa ? c->swa_num_key_value_heads : c->num_key_value_heads;
-        uint32_t d = swa ? c->swa_head_dim : c->head_dim, rd = swa ? c->swa_rope_dim : c->rope_dim;
-        if (!nq || !nkv || nq % nkv || !d || rd > d || rd % 2 || !(swa ? c->swa_v_head_dim : c->v_head_dim))
-            return lq_fail(err, LQ_ERR_UNSUPPORTED, p, NULL, "RT_CONFIG",
-                           "layer %u: %u query heads over %u KV heads, head dim %u, rope dims %u", l, nq, nkv, d, rd);
-        if (swa && c->sliding_window == 0)
-            return lq_fail(err, LQ_ERR_UNSUPPORTED, p, NULL, "RT_CONFIG", "layer %u is a sliding-window layer of window 0",
-                           l);
-        if (c->is_moe[l] && (!c->n_routed_experts || !c->num_experts_per_tok ||
-                             c->num_experts_per_tok > c->n_routed_experts || !c->moe_intermediate_size))
-            return lq_fail(err, LQ_ERR_UNSUPPORTED, p, NULL, "RT_CONFIG", "layer %u: top-%u of %u experts of size %u", l,
-                           c->num_experts_per_tok, c->n_routed_experts, c->moe_intermediate_size);
-        if (!c->is_moe[l] && !c->intermediate_size)
-            return lq_fail(err, LQ_ERR_UNSUPPORTED, p, NULL, "RT_CONFIG", "layer %u: a dense MLP of size 0", l);
-    }
-    return LQ_OK;
 }
 
 static lq_status bind_layer(rt_weights *w, uint32_t li, lq_error *err)
@@ -300,8 +272,6 @@ lq_status rt_weights_open(const char *dir, const rt_weights_opts *o, rt_weights 
     lq_status st = lq_ckpt_open(dir, NULL, &w->ck, err);
     if (st == LQ_OK && (st = lq_mimo_config_parse(lq_ckpt_config(w->ck), "config.json", &w->cfg, err)) == LQ_OK)
         w->have_cfg = 1;
-    if (st == LQ_OK)
-        st = check_config(dir, &w->cfg, err);
     if (st != LQ_OK)
         goto fail;
     const lq_mimo_config *c = &w->cfg;
@@ -380,23 +350,12 @@ lq_status rt_dweights_open(const char *dir, const rt_weights *t, const rt_weight
     }
     const lq_drafter_config *c = D->c = lq_drafter_get_config(D->dr);
     const lq_ckpt *ck = lq_drafter_ckpt(D->dr);
+    /* the parser (DF_VALUE) guarantees heads, head dims and rope dims, and DF_MASK_LEN the mask's length */
     uint64_t H = c->hidden_size, d = c->head_dim, dv = c->v_head_dim, nh = c->num_attention_heads,
              nkv = c->num_key_value_heads;
     D->Ht = t->cfg.hidden_size;
-    if (!nh || !nkv || nh % nkv || !d || !dv || c->rope_dim > d || c->rope_dim % 2) {
-        st = lq_fail(err, LQ_ERR_UNSUPPORTED, lq_drafter_config_path(D->dr), NULL, "RT_CONFIG",
-                     "%llu query heads over %llu KV heads, head dim %llu, rope dims %u", (unsigned long long)nh,
-                     (unsigned long long)nkv, (unsigned long long)d, c->rope_dim);
-        goto fail;
-    }
-    uint64_t len = 0;
-    const uint16_t *me = lq_drafter_mask_embedding(D->dr, &len, NULL);
-    if (!me || len != H) {
-        st = lq_fail(err, LQ_ERR_CORRUPT, lq_drafter_mask_path(D->dr), "mask_embedding", "RT_SHAPE",
-                     "%llu elements, expected %llu", (unsigned long long)len, (unsigned long long)H);
-        goto fail;
-    }
-    D->mask_emb = (rt_vec){LQ_DTYPE_BF16, H, me, "mask_embedding", lq_drafter_mask_path(D->dr)};
+    D->mask_emb = (rt_vec){LQ_DTYPE_BF16, H, lq_drafter_mask_embedding(D->dr, NULL, NULL), "mask_embedding",
+                           lq_drafter_mask_path(D->dr)};
     if ((st = bind_linear(ck, "fc.weight", 0, H, (uint64_t)c->n_taps * D->Ht, &D->fc, err)) != LQ_OK ||
         (st = bind_vec(ck, "hidden_norm.weight", H, &D->hidden_norm, err)) != LQ_OK ||
         (st = bind_vec(ck, "norm.weight", H, &D->norm, err)) != LQ_OK)

@@ -76,7 +76,7 @@ typedef struct rt_weights_opts {
 
 /* Opens the checkpoint directory (config.json in either dialect, any weight format), binds and
  * checks every weight. Errors name the file, tensor and rule: RT_NO_TENSOR, RT_FORMAT, RT_SHAPE,
- * RT_CONFIG (a model the runtime cannot run), CFG_* (config.json), VAL_* (values). */
+ * CFG_* (config.json: every size the forward depends on is validated there), VAL_* (values). */
 lq_status rt_weights_open(const char *dir, const rt_weights_opts *o, rt_weights **out, lq_error *err);
 void rt_weights_close(rt_weights *w);
 

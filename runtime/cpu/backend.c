@@ -260,15 +260,6 @@ static void att_task(void *ctx, size_t part)
     }
 }
 
-/* Parts for a loop of `work` multiply-adds: one per thread while each keeps at least 2^16. */
-static size_t parts_for(uint64_t work, int threads)
-{
-    size_t t = threads < 1 ? 1 : threads > 64 ? 64 : (size_t)threads;
-    while (t > 1 && work / t < (1u << 16))
-        t--;
-    return t;
-}
-
 static lq_status attention(const cpu_be *be, const rt_wlayer *L, const cpu_layer *CL, cpu_ctx *x, rt_kv *kv, size_t p0,
                            size_t n, int threads, lq_error *err)
 {
@@ -319,7 +310,7 @@ static lq_status attention(const cpu_be *be, const rt_wlayer *L, const cpu_layer
     j.nq = L->nq, j.group = L->nq / L->nkv, j.dqk = L->dqk, j.dv = L->dv, j.qr = qr;
     j.scale = 1.0f / sqrtf((float)L->dqk);
     size_t keys = j.span && j.span < p0 + n ? j.span : p0 + n;
-    j.parts = parts_for((uint64_t)n * L->nq * keys * (L->dqk + L->dv), threads);
+    j.parts = rt_parts((uint64_t)n * L->nq * keys * (L->dqk + L->dv), threads);
     lq_parallel_for(j.parts, (int)j.parts, att_task, &j);
     for (size_t i = 0; i < j.parts; i++)
         if (j.st[i] != LQ_OK)

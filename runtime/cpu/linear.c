@@ -133,24 +133,26 @@ static void fwd_task(void *ctx, size_t part)
     j->st[part] = st;
 }
 
+size_t rt_parts(uint64_t work, int threads)
+{
+    size_t t = threads < 1 ? 1 : threads > 64 ? 64 : (size_t)threads;
+    while (t > 1 && work / t < (1u << 16))
+        t--;
+    return t;
+}
+
 lq_status rt_linear_forward(const rt_linear *l, const float *x, size_t n, uint64_t r0, uint64_t r1, float *y,
                             size_t ldy, int threads)
 {
     if (!l || !x || !y || r0 > r1 || r1 > l->rows || threads < 1)
         return LQ_ERR_INVALID_ARGUMENT;
     uint64_t rows = r1 - r0;
-    if (threads > 64)
-        threads = 64;
-    if ((uint64_t)threads > rows)
-        threads = rows ? (int)rows : 1;
-    /* a part must be worth handing to another thread: at least 2^16 multiply-adds each; results
-     * do not depend on the split */
-    uint64_t work = rows * l->cols * (uint64_t)n;
-    while (threads > 1 && work / (uint64_t)threads < (1u << 16))
-        threads--;
     fwd_job j;
-    j.l = l, j.x = x, j.n = n, j.r0 = r0, j.rows = rows, j.parts = (size_t)threads, j.y = y, j.ldy = ldy;
-    lq_parallel_for(j.parts, threads, fwd_task, &j);
+    j.l = l, j.x = x, j.n = n, j.r0 = r0, j.rows = rows, j.y = y, j.ldy = ldy;
+    j.parts = rt_parts(rows * l->cols * (uint64_t)n, threads);
+    if (j.parts > rows)
+        j.parts = rows ? (size_t)rows : 1;
+    lq_parallel_for(j.parts, (int)j.parts, fwd_task, &j);
     for (size_t i = 0; i < j.parts; i++)
         if (j.st[i] != LQ_OK)
             return j.st[i];

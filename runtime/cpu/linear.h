@@ -25,6 +25,11 @@ lq_status rt_linear_rows(const rt_linear *l, uint64_t r0, uint64_t r1, float *ou
 lq_status rt_linear_forward(const rt_linear *l, const float *x, size_t n, uint64_t r0, uint64_t r1, float *y,
                             size_t ldy, int threads);
 
+/* How many parts a loop of `work` multiply-adds is split into: one per thread (at most 64) while
+ * each part keeps at least 2^16 of them (handing a smaller part to another thread costs more than
+ * it saves). Parts decide who computes a result, never how. */
+size_t rt_parts(uint64_t work, int threads);
+
 /* A per-thread float buffer of at least n floats, kept for the thread's life (freed at its exit):
  * slot 0 for rt_linear_forward, slot 1 for attention scores. NULL when out of memory. */
 float *rt_thread_buf(int slot, size_t n);
