@@ -91,6 +91,8 @@ typedef struct rt_sel {
     float *tap_out;  /* NULL or [n, ntaps * hidden], tap-major within a row (fc's input order): a host
                         copy of the tap features, for tests and tools (the generation loop never
                         asks for it) */
+    int32_t *experts; /* NULL or [layers, n, num_experts_per_tok]: the experts each row was routed to,
+                         in selection order (dense layers: -1), for comparing backends' routing */
 } rt_sel;
 
 /* Appends tokens[0..n) at positions len..len+n-1 of the cache (prefill, verify and decode are the

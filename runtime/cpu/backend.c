@@ -321,8 +321,8 @@ static lq_status attention(const cpu_be *be, const rt_wlayer *L, const cpu_layer
     return LQ_OK;
 }
 
-static lq_status moe(const cpu_be *be, const rt_wlayer *L, const cpu_layer *CL, cpu_ctx *x, size_t n, int threads,
-                     lq_error *err)
+static lq_status moe(const cpu_be *be, const rt_wlayer *L, const cpu_layer *CL, cpu_ctx *x, size_t n, int32_t *route,
+                     int threads, lq_error *err)
 {
     const lq_mimo_config *c = be->c;
     uint32_t E = c->n_routed_experts, K = c->num_experts_per_tok;
@@ -331,6 +331,8 @@ static lq_status moe(const cpu_be *be, const rt_wlayer *L, const cpu_layer *CL, 
                    c->routed_scaling_factor};
     for (size_t t = 0; t < n; t++)
         rt_route(&r, x->xn + t * H, x->escore, x->taken, x->gscore, x->sel + t * K, x->wsel + t * K);
+    if (route)
+        memcpy(route, x->sel, n * K * sizeof(int32_t));
     float *out = x->y;
     memset(out, 0, n * H * sizeof(float));
     lq_status st = LQ_OK;
@@ -399,8 +401,12 @@ static lq_status chunk(cpu_be *be, cpu_ctx *x, size_t p0, const int32_t *tokens,
         for (size_t t = 0; t < n; t++)
             rt_rmsnorm(h + t * H, CL->post_norm, H, c->rms_norm_eps, xn + t * H);
         t0 = now_s();
+        int32_t *route = sel->experts ? sel->experts + ((uint64_t)li * ld + off) * (c->num_experts_per_tok ? c->num_experts_per_tok : 1) : NULL;
+        if (route && !L->moe)
+            for (size_t i = 0; i < n * (c->num_experts_per_tok ? c->num_experts_per_tok : 1); i++)
+                route[i] = -1;
         if (L->moe)
-            st = moe(be, L, CL, x, n, threads, err);
+            st = moe(be, L, CL, x, n, route, threads, err);
         else if ((st = rt_swiglu(&L->gate, &L->up, &L->down, xn, n, threads, x->a, x->b, y)) != LQ_OK)
             lq_fail(err, st, NULL, L->gate.name, RULE(st), "MLP failed");
         if (prof)
