@@ -46,9 +46,17 @@ typedef struct rt_backend_ops {
                         float *ctx_out, int threads, lq_error *err);
     lq_status (*draft)(void *bd, void *dctx, size_t pos, int32_t anchor, uint32_t k, float *logits, int32_t *drafts,
                        int threads, lq_error *err);
+
+    /* Optional (NULL where a backend has none): the weight bytes one decode token reads, and the
+     * device's copy bandwidth in GB/s (read + write), measured once (the roofline's ceiling). */
+    uint64_t (*bytes_per_token)(const void *be);
+    double (*copy_gbps)(void *be);
 } rt_backend_ops;
 
 extern const rt_backend_ops rt_cpu_backend;
+#ifdef MIMO_HAVE_CUDA
+extern const rt_backend_ops rt_cuda_backend;
+#endif
 
 /* The backend state behind the front end's handles (for dflash.c). */
 void *rt_model_be_(const rt_model *m, const rt_backend_ops **ops);

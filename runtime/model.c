@@ -82,20 +82,28 @@ lq_status rt_model_open(const char *dir, const rt_model_opts *o, rt_model **out,
     const rt_backend_ops *ops = NULL;
     if (strcmp(bk, "cpu") == 0)
         ops = &rt_cpu_backend;
-    else if (strcmp(bk, "cuda") == 0)
+    else if (strcmp(bk, "cuda") == 0) {
+#ifdef MIMO_HAVE_CUDA
+        ops = &rt_cuda_backend;
+#else
         return lq_fail(err, LQ_ERR_UNSUPPORTED, dir, NULL, "RT_BACKEND", "this build has no CUDA backend");
-    else
+#endif
+    } else
         return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, dir, NULL, "RT_BACKEND", "unknown backend '%s' (cpu or cuda)", bk);
-    if (o && (o->device != 0 || o->world > 1 || o->rank != 0))
-        return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, dir, NULL, "RT_DEVICE",
-                       "the cpu backend has one device and one rank (device %d, rank %d of %d)", o->device, o->rank,
+    if (o && ops == &rt_cpu_backend && (o->device != 0 || o->fp32))
+        return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, dir, NULL, "RT_DEVICE", "the cpu backend has one device (device %d)%s",
+                       o->device, o->fp32 ? " and is always fp32" : "");
+    if (o && (o->world > 1 || o->rank != 0))
+        return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, dir, NULL, "RT_DEVICE", "one rank only (rank %d of %d)", o->rank,
                        o->world);
     rt_model *m = calloc(1, sizeof(*m));
     if (!m)
         return lq_fail(err, LQ_ERR_NO_MEMORY, dir, NULL, NULL, "out of memory");
     m->ops = ops;
     m->threads = o && o->threads > 0 ? o->threads : 1;
-    rt_weights_opts wo = {m->threads, o ? o->max_abs : 0, 1};
+    /* The CPU backend reads the mapped files in every step: the value pass runs here, on the pool.
+     * A device backend checks each tensor as it uploads it. */
+    rt_weights_opts wo = {m->threads, o ? o->max_abs : 0, ops == &rt_cpu_backend};
     lq_status st = rt_weights_open(dir, &wo, &m->w, err);
     if (st == LQ_OK)
         st = ops->open(m->w, o, &m->be, err);
@@ -105,6 +113,16 @@ lq_status rt_model_open(const char *dir, const rt_model_opts *o, rt_model **out,
     }
     *out = m;
     return LQ_OK;
+}
+
+uint64_t rt_model_bytes_per_token(const rt_model *m)
+{
+    return m && m->ops->bytes_per_token ? m->ops->bytes_per_token(m->be) : 0;
+}
+
+double rt_model_copy_gbps(const rt_model *m)
+{
+    return m && m->ops->copy_gbps ? m->ops->copy_gbps(m->be) : 0;
 }
 
 /* ---- contexts ---- */

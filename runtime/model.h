@@ -30,6 +30,8 @@ typedef struct rt_model_opts {
     double max_abs;       /* value check bound (weights.h): 0 = RT_MAX_ABS_DEFAULT, < 0 = none */
     int rank, world;      /* tensor/expert parallel rank and size: 0 and 1 (room for more) */
     rt_prof *prof;        /* NULL, or where component times accumulate (not thread-safe) */
+    int fp32;             /* cuda: fp32 activations and KV cache on CUDA cores (the debug mode held to
+                             the CPU oracle); 0: BF16 activations into tensor-core products, BF16 KV */
 } rt_model_opts;
 
 /* Per-call options: threads (0: the model's). */
@@ -50,6 +52,11 @@ const char *rt_model_dir(const rt_model *m);
 const rt_weights *rt_model_weights(const rt_model *m);
 const char *rt_model_backend(const rt_model *m);
 int rt_model_threads(const rt_model *m);
+/* Weight bytes one decode token reads on this backend (attention, dense MLP, the routed experts of
+ * K choices, lm_head), and the device's measured copy bandwidth in GB/s (read + write; measured
+ * on first call): 0 where the backend does not say (cpu). */
+uint64_t rt_model_bytes_per_token(const rt_model *m);
+double rt_model_copy_gbps(const rt_model *m);
 
 /* Tokens one internal forward processes at once (a longer step is split; results are bit-identical
  * either way), the most positions rt_cache_truncate may remove, and the most logits rows a context

@@ -63,6 +63,7 @@ static void usage(FILE *f)
         "Other:\n"
         "  --threads N           worker threads, 1..256 (default: all cores); figures do not depend on N\n"
         "  --device D            cpu (default), cuda or cuda:N; a backend this build lacks is an error\n"
+        "  --fp32                cuda: fp32 activations and KV cache (the debug mode held to the CPU)\n"
         "  --format text|json    (default text)\n"
         "  -q, --quiet           no progress on stderr\n"
         "  -h, --help            this text\n"
@@ -143,6 +144,7 @@ typedef struct cfg_t {
     uint64_t ctx, ppl_tokens, prompts, plen, gen, block, seed, threads;
     const char *backend; /* --device */
     int device;
+    int fp32; /* --fp32 */
     int no_ppl, no_dflash, no_speed, json;
 } cfg_t;
 
@@ -602,6 +604,8 @@ int main(int argc, char **argv)
             C.no_dflash = 1, used = 0;
         else if (!strcmp(a, "--no-speed"))
             C.no_speed = 1, used = 0;
+        else if (!strcmp(a, "--fp32"))
+            C.fp32 = 1, used = 0;
         else if (!strcmp(a, "-q") || !strcmp(a, "--quiet"))
             quiet = 1, used = 0;
         else if (a[0] == '-' && a[1] == '-' && !v) {
@@ -725,7 +729,8 @@ int main(int argc, char **argv)
     const char *sep_tok = NULL;
     uint32_t B = 1;
 
-    const rt_model_opts mo = {.backend = C.backend, .device = C.device, .threads = (int)C.threads, .world = 1};
+    const rt_model_opts mo = {.backend = C.backend, .device = C.device, .threads = (int)C.threads, .world = 1,
+                              .fp32 = C.fp32};
     if (rt_model_open(C.model, &mo, &mm[0], &err) != LQ_OK) {
         rc = fail("model", &err);
         goto done;

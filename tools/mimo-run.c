@@ -33,6 +33,7 @@ static void usage(FILE *f)
         "  --seed S              sampling seed (default 0)\n"
         "  --threads N           worker threads (default: all cores)\n"
         "  --device D            cpu (default), cuda or cuda:N; a backend this build lacks is an error\n"
+        "  --fp32                cuda: fp32 activations and KV cache (the debug mode held to the CPU)\n"
         "  --max-abs X           refuse weights with |w| > X at load (default 65504; 0 = no bound)\n"
         "  --stop ID[,ID...]     stop ids (default: the config's eos_token_id); --ignore-eos: none\n"
         "  --window-inclusive    SWA keys with i - j <= W (SGLang) instead of i - j < W (default)\n"
@@ -204,7 +205,7 @@ int main(int argc, char **argv)
                *stop_s = NULL;
     uint64_t max_tokens = 64, block = 0, top_k = 0, seed = 0, threads = 0;
     double temperature = 0, top_p = 1, dtheta = 0, max_abs = 0;
-    int dflash = -1, json = 0, quiet = 0, ignore_eos = 0, incl = 0, device = 0;
+    int dflash = -1, json = 0, quiet = 0, ignore_eos = 0, incl = 0, device = 0, fp32 = 0;
     const char *backend = "cpu";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -218,6 +219,8 @@ int main(int argc, char **argv)
             dflash = 0, used = 0;
         else if (!strcmp(a, "--ignore-eos"))
             ignore_eos = 1, used = 0;
+        else if (!strcmp(a, "--fp32"))
+            fp32 = 1, used = 0;
         else if (!strcmp(a, "--window-inclusive"))
             incl = 1, used = 0;
         else if (!strcmp(a, "-q"))
@@ -291,7 +294,7 @@ int main(int argc, char **argv)
     rt_model *m = NULL;
     rt_prof prof = {{0}};
     rt_model_opts mo = {.backend = backend, .device = device, .threads = (int)threads, .window_inclusive = incl,
-                        .max_abs = max_abs, .world = 1, .prof = &prof};
+                        .max_abs = max_abs, .world = 1, .prof = &prof, .fp32 = fp32};
     if (rt_model_open(model, &mo, &m, &err) != LQ_OK)
         return fail("model", &err);
     const lq_mimo_config *cfg = rt_model_config(m);
@@ -406,6 +409,12 @@ int main(int argc, char **argv)
     double pre_tps = S.prefill_s > 0 ? (double)n / S.prefill_s : 0;
     double dec_tps = S.decode_s > 0 && nout > 1 ? (double)(nout - 1) / S.decode_s : 0;
     const char *why = S.stopped == 1 ? "stop token" : nout >= max_tokens ? "max tokens" : "callback";
+    /* On a GPU: the weight bytes a target step reads (dense layers, attention, K experts per MoE
+     * layer, lm_head: a verify step of B rows touches more experts, so this is a lower bound), the
+     * rate they were read at over the decode, and its share of the device's copy bandwidth. */
+    const double step_gb = (double)rt_model_bytes_per_token(m) / 1e9;
+    const double copy_gbps = step_gb > 0 ? rt_model_copy_gbps(m) : 0;
+    const double read_gbps = S.decode_s > 0 ? step_gb * (double)S.steps / S.decode_s : 0;
     if (json) {
         char *text = NULL;
         size_t tlen = 0;
@@ -465,6 +474,18 @@ int main(int argc, char **argv)
         lq_jw_end_object(w);
         lq_jw_key(w, "threads");
         lq_jw_u64(w, threads);
+        lq_jw_key(w, "device");
+        lq_jw_string(w, rt_model_backend(m));
+        if (step_gb > 0) {
+            lq_jw_key(w, "weight_gb_per_step");
+            lq_jw_double(w, step_gb, 6);
+            lq_jw_key(w, "read_gb_per_s");
+            lq_jw_double(w, read_gbps, 3);
+            lq_jw_key(w, "copy_gb_per_s");
+            lq_jw_double(w, copy_gbps, 3);
+            lq_jw_key(w, "roofline_share");
+            lq_jw_double(w, copy_gbps > 0 ? read_gbps / copy_gbps : 0, 6);
+        }
         lq_jw_key(w, "temperature");
         lq_jw_double(w, temperature, 6);
         lq_jw_key(w, "seed");
@@ -497,6 +518,10 @@ int main(int argc, char **argv)
             for (int i = 0; i < RT_PROF_N; i++)
                 fprintf(stderr, " %s %.1f%%", rt_prof_name(i), tot > 0 ? 100 * prof.s[i] / tot : 0);
             fputc('\n', stderr);
+            if (step_gb > 0)
+                fprintf(stderr, "%s: %.3f GB of weights per target step, read at %.1f GB/s over the decode: %.1f%% of "
+                        "the device copy bandwidth (%.0f GB/s, measured now)\n", rt_model_backend(m), step_gb, read_gbps,
+                        copy_gbps > 0 ? 100 * read_gbps / copy_gbps : 0.0, copy_gbps);
             if (dr) {
                 fprintf(stderr, "dflash: block %u, tau %.3f tokens/step (draft %.3f s, verify %.3f s)\n", B, S.tau,
                         S.draft_s, S.verify_s);
