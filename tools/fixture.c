@@ -2,7 +2,9 @@
 #include "fixture.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* tiny: reference/mimo_arch.md 6.1 (real head geometry 192/128 with 64 RoPE dims, hybrid
@@ -22,12 +24,18 @@ static const fx_geometry tiny = {
     .qkv_shards = 2, .shard_bytes = 8000000,
     .d_layers = 2, .d_hidden = 256, .d_heads = 4, .d_kv = 2, .d_head_dim = 64,
     .d_intermediate = 512, .d_window = 64, .d_block = 8,
-    .d_taps = {0, 5, 11}, .d_ntaps = 3, .d_mask_id = 4095,
+    .d_taps = {0, 5, 11}, .d_ntaps = 3, .d_mask_id = 4095, .d_anchors = 512,
 };
 
 /* medium: MiMo-V2-Flash per-layer geometry (mimo_arch.md 2.1 and 6.2): hidden 4096, 64 q heads,
  * 4 global / 8 SWA KV heads, dense 16384, experts of 2048, real vocab; 6 layers and 32 experts
- * so it fits one GPU. Fused qkv over 4 shards as in V2.5 (13568 / 14848 rows). */
+ * so it fits one GPU. Fused qkv over 4 shards as in V2.5 (13568 / 14848 rows). Its drafter has
+ * the release drafter's geometry (dflash.md 2.2, MiMo-V2.5-Pro-FP4-DFlash dflash/config.json:
+ * 5 layers, 128 heads and 8 KV heads of 128, intermediate 16384, block 8, SWA window 1024 on every
+ * layer, num_anchors 4096; the partial RoPE, thetas, value scale, sinks and eps every fixture
+ * drafter has), so a draft step costs what the release's does at hidden 4096: the hidden size is
+ * the target's (DF_HIDDEN), 4096 instead of the release's 6144. Its five taps are the release's
+ * [0, 15, 31, 47, 69] of 70 layers scaled to 6 (fx_geometry_resize's rule). */
 static const fx_geometry medium = {
     .preset = "medium", .vocab = 152576, .hidden = 4096, .layers = 6,
     .heads = 64, .kv_full = 4, .kv_swa = 8, .swa_heads = 64, .head_dim = 192, .v_head_dim = 128,
@@ -37,7 +45,10 @@ static const fx_geometry medium = {
     .hybrid = {0, 1, 1, 1, 1, 0},
     .moe = {0, 1, 1, 1, 1, 1},
     .qkv_shards = 4, .shard_bytes = 5000000000ull,
-    .d_layers = 0,
+    .d_layers = 5, .d_hidden = 4096, .d_heads = 128, .d_kv = 8, .d_head_dim = 128,
+    .d_intermediate = 16384, .d_window = 1024, .d_block = 8,
+    .d_taps = {0, 1, 2, 3, 5}, .d_ntaps = 5, .d_mask_id = 152575, .d_anchors = 4096,
+    .d_release_taps = 1,
 };
 
 int fx_geometry_preset(const char *name, fx_geometry *g)
@@ -88,9 +99,14 @@ int fx_geometry_resize(fx_geometry *g, uint64_t vocab, uint64_t experts, uint64_
         }
         g->layers = n;
         if (g->d_layers) {
-            /* The tiny preset's taps 0 / 5 / 11 of 12, for any depth. */
-            uint32_t t[3] = {0, (n - 1) / 2, n - 1}, k = 0;
-            for (int i = 0; i < 3; i++)
+            /* tiny: its taps 0 / 5 / 11 of 12 for any depth; medium: the release's taps of its 70
+             * layers, round(t * (n - 1) / 69) with halves up */
+            static const uint32_t rel[5] = {0, 15, 31, 47, 69};
+            uint32_t t[5] = {0, (n - 1) / 2, n - 1, 0, 0}, nt = 3, k = 0;
+            if (g->d_release_taps)
+                for (nt = 0; nt < 5; nt++)
+                    t[nt] = (2 * rel[nt] * (n - 1) + 69) / 138;
+            for (uint32_t i = 0; i < nt; i++)
                 if (k == 0 || t[i] > g->d_taps[k - 1])
                     g->d_taps[k++] = t[i];
             g->d_ntaps = k;
@@ -160,4 +176,331 @@ void fx_gen_row(uint64_t seed, const char *logical, uint64_t row, uint64_t cols,
         if (c + 1 < cols)
             out[c + 1] = mean + sd * rad * sinf(th);
     }
+}
+
+/* ---- the tensors ---- */
+
+/* snprintf that treats truncation as the bug it would be (every name here is far shorter). */
+static void fmt(char *dst, size_t cap, const char *f, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+static void fmt(char *dst, size_t cap, const char *f, ...)
+{
+    va_list ap;
+    va_start(ap, f);
+    int n = vsnprintf(dst, cap, f, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= cap) {
+        fprintf(stderr, "fixture: internal error: name too long: %s\n", dst);
+        exit(3);
+    }
+}
+
+static void die_oom(void)
+{
+    fprintf(stderr, "fixture: out of memory\n");
+    exit(3);
+}
+
+static fx_tensor *push(fx_list *l)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 256;
+        l->t = realloc(l->t, l->cap * sizeof(*l->t));
+        if (!l->t)
+            die_oom();
+    }
+    fx_tensor *t = &l->t[l->n++];
+    memset(t, 0, sizeof(*t));
+    t->scale_of = -1;
+    return t;
+}
+
+/* A tensor whose stored rows are one logical tensor (its own name). rank 1 = one row. */
+static fx_tensor *add_plain(fx_list *l, const char *name, lq_dtype dt, uint64_t rows,
+                            uint64_t cols, int rank, fx_kind kind, float std)
+{
+    fx_tensor *t = push(l);
+    fmt(t->name, sizeof(t->name), "%s", name);
+    t->dtype = dt;
+    t->rank = (uint32_t)rank;
+    t->shape[0] = rank == 1 ? cols : rows;
+    t->shape[1] = rank == 1 ? 0 : cols;
+    t->kind = kind;
+    t->std = std;
+    fmt(t->parts[0].logical, sizeof(t->parts[0].logical), "%s", name);
+    t->parts[0].row0 = 0;
+    t->parts[0].nrows = rank == 1 ? 1 : rows;
+    t->nparts = 1;
+    return t;
+}
+
+static uint64_t cdiv(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
+
+/* Turns the last-added 2-D weight into an FP8 weight and appends its scale grid tensor. */
+static void make_fp8(fx_list *l, uint32_t shards)
+{
+    size_t wi = l->n - 1;
+    fx_tensor *w = &l->t[wi];
+    uint64_t rows = w->shape[0], cols = w->shape[1];
+    w->dtype = LQ_DTYPE_F8_E4M3;
+    w->fp8 = 1;
+    w->grid.rows = rows;
+    w->grid.cols = cols;
+    w->grid.block_r = w->grid.block_c = 128;
+    w->grid.shards = shards;
+    w->grid.srows = shards * cdiv(rows / shards, 128);
+    w->grid.scols = cdiv(cols, 128);
+    char name[256];
+    fmt(name, sizeof(name), "%s_scale_inv", w->name);
+    lq_fp8_grid g = w->grid;
+    fx_tensor *s = push(l);
+    fmt(s->name, sizeof(s->name), "%s", name);
+    s->dtype = LQ_DTYPE_F32;
+    s->rank = 2;
+    s->shape[0] = g.srows;
+    s->shape[1] = g.scols;
+    s->scale_of = (int)wi;
+}
+
+static void linear(fx_list *l, int fp8, const char *name, uint64_t out, uint64_t in)
+{
+    add_plain(l, name, LQ_DTYPE_BF16, out, in, 2, FX_NORMAL, 0.02f);
+    if (fp8)
+        make_fp8(l, 1);
+}
+
+void fx_plan_backbone(const fx_geometry *g, int fp8, fx_list *l)
+{
+    char n[256], p[64];
+    uint64_t H = g->hidden;
+    add_plain(l, "model.embed_tokens.weight", LQ_DTYPE_BF16, g->vocab, H, 2, FX_NORMAL, 0.02f);
+    add_plain(l, "lm_head.weight", LQ_DTYPE_BF16, g->vocab, H, 2, FX_NORMAL, 0.02f);
+    add_plain(l, "model.norm.weight", LQ_DTYPE_BF16, 1, H, 1, FX_NORM_WEIGHT, 0);
+    for (uint32_t L = 0; L < g->layers; L++) {
+        int swa = g->hybrid[L];
+        uint64_t nq = swa ? g->swa_heads : g->heads, nkv = swa ? g->kv_swa : g->kv_full;
+        fmt(p, sizeof(p), "model.layers.%u", L);
+        fmt(n, sizeof(n), "%s.input_layernorm.weight", p);
+        add_plain(l, n, LQ_DTYPE_BF16, 1, H, 1, FX_NORM_WEIGHT, 0);
+        fmt(n, sizeof(n), "%s.post_attention_layernorm.weight", p);
+        add_plain(l, n, LQ_DTYPE_BF16, 1, H, 1, FX_NORM_WEIGHT, 0);
+        char qn[256], kn[256], vn[256];
+        fmt(qn, sizeof(qn), "%s.self_attn.q_proj.weight", p);
+        fmt(kn, sizeof(kn), "%s.self_attn.k_proj.weight", p);
+        fmt(vn, sizeof(vn), "%s.self_attn.v_proj.weight", p);
+        uint64_t qr = nq * g->head_dim, kr = nkv * g->head_dim, vr = nkv * g->v_head_dim;
+        if (!fp8) {
+            add_plain(l, qn, LQ_DTYPE_BF16, qr, H, 2, FX_NORMAL, 0.02f);
+            add_plain(l, kn, LQ_DTYPE_BF16, kr, H, 2, FX_NORMAL, 0.02f);
+            add_plain(l, vn, LQ_DTYPE_BF16, vr, H, 2, FX_NORMAL, 0.02f);
+        } else {
+            /* Fused qkv, interleaved over S checkpoint-TP shards: shard s = [q_s | k_s | v_s]
+             * (reference/mimo_arch.md 3.3). */
+            uint32_t S = g->qkv_shards;
+            fmt(n, sizeof(n), "%s.self_attn.qkv_proj.weight", p);
+            fx_tensor *t = add_plain(l, n, LQ_DTYPE_BF16, qr + kr + vr, H, 2, FX_NORMAL, 0.02f);
+            t->nparts = 0;
+            for (uint32_t s = 0; s < S; s++) {
+                const char *src[3] = {qn, kn, vn};
+                uint64_t per[3] = {qr / S, kr / S, vr / S};
+                for (int k = 0; k < 3; k++) {
+                    fx_part *pt = &t->parts[t->nparts++];
+                    fmt(pt->logical, sizeof(pt->logical), "%s", src[k]);
+                    pt->row0 = s * per[k];
+                    pt->nrows = per[k];
+                }
+            }
+            make_fp8(l, S);
+        }
+        fmt(n, sizeof(n), "%s.self_attn.o_proj.weight", p);
+        add_plain(l, n, LQ_DTYPE_BF16, H, nq * g->v_head_dim, 2, FX_NORMAL, 0.02f);
+        if (swa) {
+            fmt(n, sizeof(n), "%s.self_attn.attention_sink_bias", p);
+            add_plain(l, n, LQ_DTYPE_BF16, 1, nq, 1, FX_SINK, 0);
+        }
+        if (!g->moe[L]) {
+            fmt(n, sizeof(n), "%s.mlp.gate_proj.weight", p);
+            linear(l, fp8, n, g->intermediate, H);
+            fmt(n, sizeof(n), "%s.mlp.up_proj.weight", p);
+            linear(l, fp8, n, g->intermediate, H);
+            fmt(n, sizeof(n), "%s.mlp.down_proj.weight", p);
+            linear(l, fp8, n, H, g->intermediate);
+            continue;
+        }
+        fmt(n, sizeof(n), "%s.mlp.gate.weight", p);
+        add_plain(l, n, LQ_DTYPE_F32, g->experts, H, 2, FX_NORMAL, 0.02f);
+        fmt(n, sizeof(n), "%s.mlp.gate.e_score_correction_bias", p);
+        add_plain(l, n, LQ_DTYPE_F32, 1, g->experts, 1, FX_BIAS, 0);
+        for (uint32_t e = 0; e < g->experts; e++) {
+            fmt(n, sizeof(n), "%s.mlp.experts.%u.gate_proj.weight", p, e);
+            linear(l, fp8, n, g->moe_intermediate, H);
+            fmt(n, sizeof(n), "%s.mlp.experts.%u.up_proj.weight", p, e);
+            linear(l, fp8, n, g->moe_intermediate, H);
+            fmt(n, sizeof(n), "%s.mlp.experts.%u.down_proj.weight", p, e);
+            linear(l, fp8, n, H, g->moe_intermediate);
+        }
+    }
+}
+
+/* DFlash drafter tensors (reference/dflash.md 2.3); logical names are prefixed "dflash." so
+ * they never collide with the backbone's. */
+void fx_plan_drafter(const fx_geometry *g, fx_list *l)
+{
+    const size_t first = l->n;
+    char n[256];
+    uint64_t H = g->d_hidden, d = g->d_head_dim;
+    add_plain(l, "fc.weight", LQ_DTYPE_BF16, H, (uint64_t)g->d_ntaps * g->hidden, 2, FX_NORMAL, 0.02f);
+    add_plain(l, "hidden_norm.weight", LQ_DTYPE_BF16, 1, H, 1, FX_NORM_WEIGHT, 0);
+    add_plain(l, "norm.weight", LQ_DTYPE_BF16, 1, H, 1, FX_NORM_WEIGHT, 0);
+    for (uint32_t i = 0; i < g->d_layers; i++) {
+        struct { const char *suffix; uint64_t rows, cols; int rank; fx_kind kind; } spec[] = {
+            {"input_layernorm.weight", 1, H, 1, FX_NORM_WEIGHT},
+            {"post_attention_layernorm.weight", 1, H, 1, FX_NORM_WEIGHT},
+            {"self_attn.q_proj.weight", g->d_heads * d, H, 2, FX_NORMAL},
+            {"self_attn.k_proj.weight", g->d_kv * d, H, 2, FX_NORMAL},
+            {"self_attn.v_proj.weight", g->d_kv * d, H, 2, FX_NORMAL},
+            {"self_attn.o_proj.weight", H, g->d_heads * d, 2, FX_NORMAL},
+            {"self_attn.q_norm.weight", 1, d, 1, FX_NORM_WEIGHT},
+            {"self_attn.k_norm.weight", 1, d, 1, FX_NORM_WEIGHT},
+            {"self_attn.attention_sink_bias", 1, g->d_heads, 1, FX_SINK},
+            {"mlp.gate_proj.weight", g->d_intermediate, H, 2, FX_NORMAL},
+            {"mlp.up_proj.weight", g->d_intermediate, H, 2, FX_NORMAL},
+            {"mlp.down_proj.weight", H, g->d_intermediate, 2, FX_NORMAL},
+        };
+        for (size_t k = 0; k < sizeof(spec) / sizeof(spec[0]); k++) {
+            fmt(n, sizeof(n), "layers.%u.%s", i, spec[k].suffix);
+            add_plain(l, n, LQ_DTYPE_BF16, spec[k].rows, spec[k].cols, spec[k].rank, spec[k].kind, 0.02f);
+        }
+    }
+    for (size_t i = first; i < l->n; i++) {
+        char logical[256];
+        fmt(logical, sizeof(logical), "dflash.%s", l->t[i].name);
+        memcpy(l->t[i].parts[0].logical, logical, sizeof(logical));
+    }
+}
+
+/* ---- config.json ---- */
+
+static cJSON *int_array(const int *v, uint32_t n)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (uint32_t i = 0; i < n; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateNumber(v[i]));
+    return a;
+}
+
+cJSON *fx_config_backbone(const fx_geometry *g, int fp8, int f32)
+{
+    cJSON *c = cJSON_CreateObject();
+    cJSON *arch = cJSON_CreateArray();
+    cJSON_AddItemToArray(arch, cJSON_CreateString(fp8 ? "MiMoV2ForCausalLM" : "MiMoV2FlashForCausalLM"));
+    cJSON_AddItemToObject(c, "architectures", arch);
+    cJSON_AddStringToObject(c, "model_type", fp8 ? "mimo_v2" : "mimo_v2_flash");
+    cJSON_AddNumberToObject(c, "vocab_size", g->vocab);
+    cJSON_AddNumberToObject(c, "hidden_size", g->hidden);
+    cJSON_AddNumberToObject(c, "num_hidden_layers", g->layers);
+    cJSON_AddItemToObject(c, "hybrid_layer_pattern", int_array(g->hybrid, g->layers));
+    cJSON_AddItemToObject(c, "moe_layer_freq", int_array(g->moe, g->layers));
+    cJSON_AddNumberToObject(c, "num_attention_heads", g->heads);
+    cJSON_AddNumberToObject(c, "num_key_value_heads", g->kv_full);
+    cJSON_AddNumberToObject(c, "head_dim", g->head_dim);
+    cJSON_AddNumberToObject(c, "v_head_dim", g->v_head_dim);
+    cJSON_AddNumberToObject(c, "swa_num_attention_heads", g->swa_heads);
+    cJSON_AddNumberToObject(c, "swa_num_key_value_heads", g->kv_swa);
+    cJSON_AddNumberToObject(c, "swa_head_dim", g->head_dim);
+    cJSON_AddNumberToObject(c, "swa_v_head_dim", g->v_head_dim);
+    cJSON_AddNumberToObject(c, "partial_rotary_factor", g->partial_rotary);
+    cJSON_AddNumberToObject(c, "rope_theta", g->rope_theta);
+    cJSON_AddNumberToObject(c, "swa_rope_theta", g->swa_rope_theta);
+    cJSON_AddNumberToObject(c, "sliding_window", g->window);
+    cJSON_AddNumberToObject(c, "sliding_window_size", g->window);
+    cJSON_AddNumberToObject(c, "attention_chunk_size", g->window);
+    cJSON_AddBoolToObject(c, "add_swa_attention_sink_bias", 1);
+    cJSON_AddBoolToObject(c, "add_full_attention_sink_bias", 0);
+    cJSON_AddNumberToObject(c, "attention_value_scale", g->value_scale);
+    cJSON_AddBoolToObject(c, "attention_bias", 0);
+    if (fp8)
+        cJSON_AddStringToObject(c, "attention_projection_layout", "fused_qkv");
+    cJSON_AddNumberToObject(c, "intermediate_size", g->intermediate);
+    cJSON_AddNumberToObject(c, "moe_intermediate_size", g->moe_intermediate);
+    cJSON_AddNumberToObject(c, "n_routed_experts", g->experts);
+    cJSON_AddNumberToObject(c, "num_experts_per_tok", g->top_k);
+    cJSON_AddNullToObject(c, "n_shared_experts");
+    cJSON_AddStringToObject(c, "scoring_func", "sigmoid");
+    cJSON_AddStringToObject(c, "topk_method", "noaux_tc");
+    cJSON_AddNumberToObject(c, "n_group", 1);
+    cJSON_AddNumberToObject(c, "topk_group", 1);
+    cJSON_AddBoolToObject(c, "norm_topk_prob", 1);
+    cJSON_AddNullToObject(c, "routed_scaling_factor");
+    cJSON_AddNumberToObject(c, "layernorm_epsilon", 1e-5);
+    cJSON_AddStringToObject(c, "hidden_act", "silu");
+    cJSON_AddNumberToObject(c, "max_position_embeddings", g->max_pos);
+    cJSON_AddBoolToObject(c, "tie_word_embeddings", 0);
+    cJSON_AddStringToObject(c, "torch_dtype", f32 ? "float32" : "bfloat16");
+    cJSON_AddNumberToObject(c, "eos_token_id", g->vocab - 3);
+    cJSON_AddNumberToObject(c, "pad_token_id", g->vocab - 2);
+    if (fp8) {
+        cJSON *q = cJSON_CreateObject();
+        cJSON_AddStringToObject(q, "activation_scheme", "dynamic");
+        cJSON_AddStringToObject(q, "fmt", "e4m3");
+        cJSON_AddStringToObject(q, "quant_method", "fp8");
+        int blk[2] = {128, 128};
+        cJSON_AddItemToObject(q, "weight_block_size", int_array(blk, 2));
+        cJSON *ign = cJSON_CreateArray();
+        for (uint32_t L = 0; L < g->layers; L++) {
+            char n[96];
+            fmt(n, sizeof(n), "model.layers.%u.self_attn.o_proj", L);
+            cJSON_AddItemToArray(ign, cJSON_CreateString(n));
+        }
+        cJSON_AddItemToObject(q, "ignored_layers", ign);
+        cJSON_AddItemToObject(c, "quantization_config", q);
+    }
+    return c;
+}
+
+cJSON *fx_config_drafter(const fx_geometry *g)
+{
+    cJSON *c = cJSON_CreateObject();
+    cJSON *arch = cJSON_CreateArray();
+    cJSON_AddItemToArray(arch, cJSON_CreateString("DFlashDraftModel"));
+    cJSON_AddItemToObject(c, "architectures", arch);
+    cJSON_AddStringToObject(c, "model_type", "qwen3");
+    cJSON_AddNumberToObject(c, "hidden_size", g->d_hidden);
+    cJSON_AddNumberToObject(c, "intermediate_size", g->d_intermediate);
+    cJSON_AddNumberToObject(c, "num_hidden_layers", g->d_layers);
+    cJSON_AddNumberToObject(c, "num_attention_heads", g->d_heads);
+    cJSON_AddNumberToObject(c, "num_key_value_heads", g->d_kv);
+    cJSON_AddNumberToObject(c, "head_dim", g->d_head_dim);
+    cJSON_AddNumberToObject(c, "v_head_dim", g->d_head_dim);
+    cJSON_AddNumberToObject(c, "partial_rotary_factor", 0.5);
+    cJSON_AddNumberToObject(c, "rope_theta", 10000);
+    cJSON_AddNumberToObject(c, "sliding_window", g->d_window);
+    cJSON_AddNumberToObject(c, "max_position_embeddings", g->max_pos);
+    cJSON_AddNumberToObject(c, "block_size", g->d_block);
+    cJSON_AddNumberToObject(c, "num_target_layers", g->layers);
+    cJSON_AddNumberToObject(c, "rms_norm_eps", 1e-5);
+    cJSON_AddNumberToObject(c, "vocab_size", g->vocab);
+    cJSON_AddStringToObject(c, "torch_dtype", "bfloat16");
+    cJSON_AddStringToObject(c, "hidden_act", "silu");
+    cJSON_AddBoolToObject(c, "attention_bias", 0);
+    cJSON_AddBoolToObject(c, "tie_word_embeddings", 0);
+    cJSON *d = cJSON_CreateObject();
+    int taps[8];
+    for (uint32_t i = 0; i < g->d_ntaps; i++)
+        taps[i] = (int)g->d_taps[i];
+    cJSON_AddItemToObject(d, "target_layer_ids", int_array(taps, g->d_ntaps));
+    cJSON_AddNumberToObject(d, "mask_token_id", g->d_mask_id);
+    cJSON_AddNumberToObject(d, "num_anchors", g->d_anchors);
+    cJSON_AddNumberToObject(d, "block_size", g->d_block);
+    cJSON_AddNumberToObject(d, "loss_decay_gamma", 7.0);
+    cJSON_AddBoolToObject(d, "use_swa", 1);
+    cJSON_AddNumberToObject(d, "swa_window_size", g->d_window);
+    cJSON_AddNumberToObject(d, "backbone_rotary_base", 5000000);
+    cJSON_AddNumberToObject(d, "attention_value_scale", 0.612);
+    cJSON_AddBoolToObject(d, "attention_sink_bias", 1);
+    cJSON_AddItemToObject(c, "dflash_config", d);
+    return c;
 }

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "libquant/libquant.h"
+
 #define FX_MAX_LAYERS 64
 #define FX_MAX_EXPERTS 65536
 
@@ -28,21 +30,29 @@ typedef struct fx_geometry {
     int moe[FX_MAX_LAYERS];    /* 0 = dense MLP, 1 = MoE */
     uint32_t qkv_shards;    /* checkpoint-TP shards of the fused qkv (= kv_full) */
     uint64_t shard_bytes;   /* default max shard size for this preset */
-    /* drafter (tiny only; 0 layers = none) */
+    /* DFlash drafter (0 layers = none) */
     uint32_t d_layers, d_hidden, d_heads, d_kv, d_head_dim, d_intermediate, d_window, d_block;
     uint32_t d_taps[8], d_ntaps;
     uint32_t d_mask_id;
+    uint32_t d_anchors;     /* dflash_config.num_anchors (training metadata) */
+    int d_release_taps;     /* resized taps: 1 = the release's [0, 15, 31, 47, 69] of 70 scaled
+                               to the depth, 0 = 0, (N - 1) / 2, N - 1 */
 } fx_geometry;
 
-/* Fills g for "tiny" or "medium"; returns -1 for an unknown preset. */
+/* Fills g for "tiny" or "medium"; returns -1 for an unknown preset. Both have a drafter: tiny's
+ * is small; medium's has the release drafter's geometry (reference/dflash.md 2.2, MiMo-V2.5-Pro's
+ * dflash/config.json) except its hidden size, which is medium's (4096, not 6144: a drafter embeds
+ * with the target's embed_tokens and ends in its lm_head, so libquant requires the two equal,
+ * DF_HIDDEN). */
 int fx_geometry_preset(const char *name, fx_geometry *g);
 
 /* Resizes a preset: a value of 0 keeps the preset's. vocab (8..2^31-1) moves the config's
  * eos / pad ids and the drafter's mask id with it (always the last three ids, as in the tiny
  * preset); experts (top_k..FX_MAX_EXPERTS) keeps top-k and the expert size; layers
  * (1..FX_MAX_LAYERS) repeats the preset's attention pattern, keeps layer 0 dense and every
- * other layer MoE, and puts the drafter's taps at 0, (layers - 1) / 2 and layers - 1 (duplicates
- * dropped). Values equal to the preset's leave g unchanged, so default output stays
+ * other layer MoE, and puts the drafter's taps at 0, (layers - 1) / 2 and layers - 1 (tiny), or
+ * at the release's five taps [0, 15, 31, 47, 69] of 70 layers scaled to layers - 1 and rounded
+ * half up (medium: 0, 1, 2, 3, 5 at its own 6; five taps from 5 layers on), duplicates dropped. Values equal to the preset's leave g unchanged, so default output stays
  * byte-identical. Returns -1 with a message in why when a value is out of range. */
 int fx_geometry_resize(fx_geometry *g, uint64_t vocab, uint64_t experts, uint64_t layers,
                        char *why, size_t cap);
@@ -57,5 +67,48 @@ typedef enum fx_kind {
 /* Generates row `row` (cols values) of logical tensor `logical`. */
 void fx_gen_row(uint64_t seed, const char *logical, uint64_t row, uint64_t cols, fx_kind kind,
                 float std, float *out);
+
+/* ---- the tensors a fixture holds ---- */
+
+#define FX_MAX_PARTS 48
+
+typedef struct fx_part {
+    char logical[256];
+    uint64_t row0, nrows; /* logical rows [row0, row0 + nrows) */
+} fx_part;
+
+typedef struct fx_tensor {
+    char name[256];
+    lq_dtype dtype;
+    uint32_t rank;
+    uint64_t shape[2];
+    fx_kind kind;
+    float std;
+    fx_part parts[FX_MAX_PARTS]; /* stored rows = concatenation of parts */
+    uint32_t nparts;
+    int fp8;                  /* F8_E4M3 weight with a scale grid */
+    int scale_of;             /* >= 0: the weight_scale_inv of that tensor */
+    lq_fp8_grid grid;
+    float *scales;            /* pass-1 result for fp8 weights */
+    uint64_t nbytes;
+    uint32_t shard;
+} fx_tensor;
+
+typedef struct fx_list {
+    fx_tensor *t;
+    size_t n, cap;
+} fx_list;
+
+/* The backbone's tensors in the variant's layout (fp8: fused qkv and FP8 weights, each followed
+ * by its weight_scale_inv) and the drafter's (reference/dflash.md 2.3, all BF16), appended to l
+ * in build order, unsorted, with the logical rows each stored row comes from. Aborts the process
+ * on out-of-memory (a tool's helper). */
+void fx_plan_backbone(const fx_geometry *g, int fp8, fx_list *l);
+void fx_plan_drafter(const fx_geometry *g, fx_list *l);
+
+/* config.json of the backbone (Xiaomi's hub dialect; fp8: mimo_v2 with quantization_config;
+ * f32: torch_dtype float32) and of the drafter (dflash/config.json). Caller owns the result. */
+cJSON *fx_config_backbone(const fx_geometry *g, int fp8, int f32);
+cJSON *fx_config_drafter(const fx_geometry *g);
 
 #endif

@@ -6,8 +6,9 @@
  *                   checkpoint-TP shards, every linear except o_proj in F8_E4M3 with 128x128
  *                   weight_scale_inv grids (per-shard grid for the fused qkv), o_proj,
  *                   embeddings, lm_head, norms and sinks BF16, router F32.
- * Both variants hold the same logical weights (fixture.h). The tiny preset also gets a DFlash
- * drafter in dflash/ (config.json, dflash_draft_model.safetensors, index, mask_embedding.pt).
+ * Both variants hold the same logical weights (fixture.h). Both presets also get a DFlash
+ * drafter in dflash/ (config.json, dflash_draft_model.safetensors, index, mask_embedding.pt):
+ * tiny's is small, medium's has the release drafter's geometry at medium's hidden size.
  * --tokenizer FILE copies a tokenizer.json in beside them (fixtures/tokenizer/ holds one made for
  * the tiny preset's vocabulary). --vocab, --experts and --layers resize a preset (fixture.h:
  * fx_geometry_resize), e.g. MiMo's real vocabulary or more than 1024 experts for the hostile
@@ -30,35 +31,6 @@
 
 #include "libquant/libquant.h"
 #include "fixture.h"
-
-#define MAX_PARTS 48
-
-typedef struct fx_part {
-    char logical[256];
-    uint64_t row0, nrows; /* logical rows [row0, row0 + nrows) */
-} fx_part;
-
-typedef struct fx_tensor {
-    char name[256];
-    lq_dtype dtype;
-    uint32_t rank;
-    uint64_t shape[2];
-    fx_kind kind;
-    float std;
-    fx_part parts[MAX_PARTS]; /* stored rows = concatenation of parts */
-    uint32_t nparts;
-    int fp8;                  /* F8_E4M3 weight with a scale grid */
-    int scale_of;             /* >= 0: the weight_scale_inv of that tensor */
-    lq_fp8_grid grid;
-    float *scales;            /* pass-1 result for fp8 weights */
-    uint64_t nbytes;
-    uint32_t shard;
-} fx_tensor;
-
-typedef struct fx_list {
-    fx_tensor *t;
-    size_t n, cap;
-} fx_list;
 
 static int quiet;
 
@@ -86,184 +58,9 @@ static void die_oom(void)
     exit(3);
 }
 
-static fx_tensor *push(fx_list *l)
-{
-    if (l->n == l->cap) {
-        l->cap = l->cap ? 2 * l->cap : 256;
-        l->t = realloc(l->t, l->cap * sizeof(*l->t));
-        if (!l->t)
-            die_oom();
-    }
-    fx_tensor *t = &l->t[l->n++];
-    memset(t, 0, sizeof(*t));
-    t->scale_of = -1;
-    return t;
-}
-
-/* A tensor whose stored rows are one logical tensor (its own name). rank 1 = one row. */
-static fx_tensor *add_plain(fx_list *l, const char *name, lq_dtype dt, uint64_t rows,
-                            uint64_t cols, int rank, fx_kind kind, float std)
-{
-    fx_tensor *t = push(l);
-    fmt(t->name, sizeof(t->name), "%s", name);
-    t->dtype = dt;
-    t->rank = (uint32_t)rank;
-    t->shape[0] = rank == 1 ? cols : rows;
-    t->shape[1] = rank == 1 ? 0 : cols;
-    t->kind = kind;
-    t->std = std;
-    fmt(t->parts[0].logical, sizeof(t->parts[0].logical), "%s", name);
-    t->parts[0].row0 = 0;
-    t->parts[0].nrows = rank == 1 ? 1 : rows;
-    t->nparts = 1;
-    return t;
-}
-
 static uint64_t rows_of(const fx_tensor *t) { return t->rank == 1 ? 1 : t->shape[0]; }
 static uint64_t cols_of(const fx_tensor *t) { return t->rank == 1 ? t->shape[0] : t->shape[1]; }
 static uint64_t cdiv(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
-
-/* Turns the last-added 2-D weight into an FP8 weight and appends its scale grid tensor. */
-static void make_fp8(fx_list *l, uint32_t shards)
-{
-    size_t wi = l->n - 1;
-    fx_tensor *w = &l->t[wi];
-    uint64_t rows = w->shape[0], cols = w->shape[1];
-    w->dtype = LQ_DTYPE_F8_E4M3;
-    w->fp8 = 1;
-    w->grid.rows = rows;
-    w->grid.cols = cols;
-    w->grid.block_r = w->grid.block_c = 128;
-    w->grid.shards = shards;
-    w->grid.srows = shards * cdiv(rows / shards, 128);
-    w->grid.scols = cdiv(cols, 128);
-    char name[256];
-    fmt(name, sizeof(name), "%s_scale_inv", w->name);
-    lq_fp8_grid g = w->grid;
-    fx_tensor *s = push(l);
-    fmt(s->name, sizeof(s->name), "%s", name);
-    s->dtype = LQ_DTYPE_F32;
-    s->rank = 2;
-    s->shape[0] = g.srows;
-    s->shape[1] = g.scols;
-    s->scale_of = (int)wi;
-}
-
-static void linear(fx_list *l, int fp8, const char *name, uint64_t out, uint64_t in)
-{
-    add_plain(l, name, LQ_DTYPE_BF16, out, in, 2, FX_NORMAL, 0.02f);
-    if (fp8)
-        make_fp8(l, 1);
-}
-
-static void build_backbone(const fx_geometry *g, int fp8, fx_list *l)
-{
-    char n[256], p[64];
-    uint64_t H = g->hidden;
-    add_plain(l, "model.embed_tokens.weight", LQ_DTYPE_BF16, g->vocab, H, 2, FX_NORMAL, 0.02f);
-    add_plain(l, "lm_head.weight", LQ_DTYPE_BF16, g->vocab, H, 2, FX_NORMAL, 0.02f);
-    add_plain(l, "model.norm.weight", LQ_DTYPE_BF16, 1, H, 1, FX_NORM_WEIGHT, 0);
-    for (uint32_t L = 0; L < g->layers; L++) {
-        int swa = g->hybrid[L];
-        uint64_t nq = swa ? g->swa_heads : g->heads, nkv = swa ? g->kv_swa : g->kv_full;
-        fmt(p, sizeof(p), "model.layers.%u", L);
-        fmt(n, sizeof(n), "%s.input_layernorm.weight", p);
-        add_plain(l, n, LQ_DTYPE_BF16, 1, H, 1, FX_NORM_WEIGHT, 0);
-        fmt(n, sizeof(n), "%s.post_attention_layernorm.weight", p);
-        add_plain(l, n, LQ_DTYPE_BF16, 1, H, 1, FX_NORM_WEIGHT, 0);
-        char qn[256], kn[256], vn[256];
-        fmt(qn, sizeof(qn), "%s.self_attn.q_proj.weight", p);
-        fmt(kn, sizeof(kn), "%s.self_attn.k_proj.weight", p);
-        fmt(vn, sizeof(vn), "%s.self_attn.v_proj.weight", p);
-        uint64_t qr = nq * g->head_dim, kr = nkv * g->head_dim, vr = nkv * g->v_head_dim;
-        if (!fp8) {
-            add_plain(l, qn, LQ_DTYPE_BF16, qr, H, 2, FX_NORMAL, 0.02f);
-            add_plain(l, kn, LQ_DTYPE_BF16, kr, H, 2, FX_NORMAL, 0.02f);
-            add_plain(l, vn, LQ_DTYPE_BF16, vr, H, 2, FX_NORMAL, 0.02f);
-        } else {
-            /* Fused qkv, interleaved over S checkpoint-TP shards: shard s = [q_s | k_s | v_s]
-             * (reference/mimo_arch.md 3.3). */
-            uint32_t S = g->qkv_shards;
-            fmt(n, sizeof(n), "%s.self_attn.qkv_proj.weight", p);
-            fx_tensor *t = add_plain(l, n, LQ_DTYPE_BF16, qr + kr + vr, H, 2, FX_NORMAL, 0.02f);
-            t->nparts = 0;
-            for (uint32_t s = 0; s < S; s++) {
-                const char *src[3] = {qn, kn, vn};
-                uint64_t per[3] = {qr / S, kr / S, vr / S};
-                for (int k = 0; k < 3; k++) {
-                    fx_part *pt = &t->parts[t->nparts++];
-                    fmt(pt->logical, sizeof(pt->logical), "%s", src[k]);
-                    pt->row0 = s * per[k];
-                    pt->nrows = per[k];
-                }
-            }
-            make_fp8(l, S);
-        }
-        fmt(n, sizeof(n), "%s.self_attn.o_proj.weight", p);
-        add_plain(l, n, LQ_DTYPE_BF16, H, nq * g->v_head_dim, 2, FX_NORMAL, 0.02f);
-        if (swa) {
-            fmt(n, sizeof(n), "%s.self_attn.attention_sink_bias", p);
-            add_plain(l, n, LQ_DTYPE_BF16, 1, nq, 1, FX_SINK, 0);
-        }
-        if (!g->moe[L]) {
-            fmt(n, sizeof(n), "%s.mlp.gate_proj.weight", p);
-            linear(l, fp8, n, g->intermediate, H);
-            fmt(n, sizeof(n), "%s.mlp.up_proj.weight", p);
-            linear(l, fp8, n, g->intermediate, H);
-            fmt(n, sizeof(n), "%s.mlp.down_proj.weight", p);
-            linear(l, fp8, n, H, g->intermediate);
-            continue;
-        }
-        fmt(n, sizeof(n), "%s.mlp.gate.weight", p);
-        add_plain(l, n, LQ_DTYPE_F32, g->experts, H, 2, FX_NORMAL, 0.02f);
-        fmt(n, sizeof(n), "%s.mlp.gate.e_score_correction_bias", p);
-        add_plain(l, n, LQ_DTYPE_F32, 1, g->experts, 1, FX_BIAS, 0);
-        for (uint32_t e = 0; e < g->experts; e++) {
-            fmt(n, sizeof(n), "%s.mlp.experts.%u.gate_proj.weight", p, e);
-            linear(l, fp8, n, g->moe_intermediate, H);
-            fmt(n, sizeof(n), "%s.mlp.experts.%u.up_proj.weight", p, e);
-            linear(l, fp8, n, g->moe_intermediate, H);
-            fmt(n, sizeof(n), "%s.mlp.experts.%u.down_proj.weight", p, e);
-            linear(l, fp8, n, H, g->moe_intermediate);
-        }
-    }
-}
-
-/* DFlash drafter tensors (reference/dflash.md 2.3); logical names are prefixed "dflash." so
- * they never collide with the backbone's. */
-static void build_drafter(const fx_geometry *g, fx_list *l)
-{
-    char n[256];
-    uint64_t H = g->d_hidden, d = g->d_head_dim;
-    add_plain(l, "fc.weight", LQ_DTYPE_BF16, H, (uint64_t)g->d_ntaps * g->hidden, 2, FX_NORMAL, 0.02f);
-    add_plain(l, "hidden_norm.weight", LQ_DTYPE_BF16, 1, H, 1, FX_NORM_WEIGHT, 0);
-    add_plain(l, "norm.weight", LQ_DTYPE_BF16, 1, H, 1, FX_NORM_WEIGHT, 0);
-    for (uint32_t i = 0; i < g->d_layers; i++) {
-        struct { const char *suffix; uint64_t rows, cols; int rank; fx_kind kind; } spec[] = {
-            {"input_layernorm.weight", 1, H, 1, FX_NORM_WEIGHT},
-            {"post_attention_layernorm.weight", 1, H, 1, FX_NORM_WEIGHT},
-            {"self_attn.q_proj.weight", g->d_heads * d, H, 2, FX_NORMAL},
-            {"self_attn.k_proj.weight", g->d_kv * d, H, 2, FX_NORMAL},
-            {"self_attn.v_proj.weight", g->d_kv * d, H, 2, FX_NORMAL},
-            {"self_attn.o_proj.weight", H, g->d_heads * d, 2, FX_NORMAL},
-            {"self_attn.q_norm.weight", 1, d, 1, FX_NORM_WEIGHT},
-            {"self_attn.k_norm.weight", 1, d, 1, FX_NORM_WEIGHT},
-            {"self_attn.attention_sink_bias", 1, g->d_heads, 1, FX_SINK},
-            {"mlp.gate_proj.weight", g->d_intermediate, H, 2, FX_NORMAL},
-            {"mlp.up_proj.weight", g->d_intermediate, H, 2, FX_NORMAL},
-            {"mlp.down_proj.weight", H, g->d_intermediate, 2, FX_NORMAL},
-        };
-        for (size_t k = 0; k < sizeof(spec) / sizeof(spec[0]); k++) {
-            fmt(n, sizeof(n), "layers.%u.%s", i, spec[k].suffix);
-            add_plain(l, n, LQ_DTYPE_BF16, spec[k].rows, spec[k].cols, spec[k].rank, spec[k].kind, 0.02f);
-        }
-    }
-    for (size_t i = 0; i < l->n; i++) {
-        char logical[256];
-        fmt(logical, sizeof(logical), "dflash.%s", l->t[i].name);
-        memcpy(l->t[i].parts[0].logical, logical, sizeof(logical));
-    }
-}
 
 /* Generates stored rows [r0, r1) of t (as f32) into out, on one thread. */
 static void gen_rows_1(uint64_t seed, const fx_tensor *t, uint64_t r0, uint64_t r1, float *out)
@@ -510,14 +307,6 @@ static uint64_t write_shards(const char *dir, const char *prefix, int single_nam
 
 /* ---- config.json ---- */
 
-static cJSON *int_array(const int *v, uint32_t n)
-{
-    cJSON *a = cJSON_CreateArray();
-    for (uint32_t i = 0; i < n; i++)
-        cJSON_AddItemToArray(a, cJSON_CreateNumber(v[i]));
-    return a;
-}
-
 static void write_json(const char *dir, const char *name, cJSON *root)
 {
     char path[4096];
@@ -536,115 +325,12 @@ static void write_json(const char *dir, const char *name, cJSON *root)
 
 static void write_backbone_config(const char *dir, const fx_geometry *g, int fp8, int f32)
 {
-    cJSON *c = cJSON_CreateObject();
-    cJSON *arch = cJSON_CreateArray();
-    cJSON_AddItemToArray(arch, cJSON_CreateString(fp8 ? "MiMoV2ForCausalLM" : "MiMoV2FlashForCausalLM"));
-    cJSON_AddItemToObject(c, "architectures", arch);
-    cJSON_AddStringToObject(c, "model_type", fp8 ? "mimo_v2" : "mimo_v2_flash");
-    cJSON_AddNumberToObject(c, "vocab_size", g->vocab);
-    cJSON_AddNumberToObject(c, "hidden_size", g->hidden);
-    cJSON_AddNumberToObject(c, "num_hidden_layers", g->layers);
-    cJSON_AddItemToObject(c, "hybrid_layer_pattern", int_array(g->hybrid, g->layers));
-    cJSON_AddItemToObject(c, "moe_layer_freq", int_array(g->moe, g->layers));
-    cJSON_AddNumberToObject(c, "num_attention_heads", g->heads);
-    cJSON_AddNumberToObject(c, "num_key_value_heads", g->kv_full);
-    cJSON_AddNumberToObject(c, "head_dim", g->head_dim);
-    cJSON_AddNumberToObject(c, "v_head_dim", g->v_head_dim);
-    cJSON_AddNumberToObject(c, "swa_num_attention_heads", g->swa_heads);
-    cJSON_AddNumberToObject(c, "swa_num_key_value_heads", g->kv_swa);
-    cJSON_AddNumberToObject(c, "swa_head_dim", g->head_dim);
-    cJSON_AddNumberToObject(c, "swa_v_head_dim", g->v_head_dim);
-    cJSON_AddNumberToObject(c, "partial_rotary_factor", g->partial_rotary);
-    cJSON_AddNumberToObject(c, "rope_theta", g->rope_theta);
-    cJSON_AddNumberToObject(c, "swa_rope_theta", g->swa_rope_theta);
-    cJSON_AddNumberToObject(c, "sliding_window", g->window);
-    cJSON_AddNumberToObject(c, "sliding_window_size", g->window);
-    cJSON_AddNumberToObject(c, "attention_chunk_size", g->window);
-    cJSON_AddBoolToObject(c, "add_swa_attention_sink_bias", 1);
-    cJSON_AddBoolToObject(c, "add_full_attention_sink_bias", 0);
-    cJSON_AddNumberToObject(c, "attention_value_scale", g->value_scale);
-    cJSON_AddBoolToObject(c, "attention_bias", 0);
-    if (fp8)
-        cJSON_AddStringToObject(c, "attention_projection_layout", "fused_qkv");
-    cJSON_AddNumberToObject(c, "intermediate_size", g->intermediate);
-    cJSON_AddNumberToObject(c, "moe_intermediate_size", g->moe_intermediate);
-    cJSON_AddNumberToObject(c, "n_routed_experts", g->experts);
-    cJSON_AddNumberToObject(c, "num_experts_per_tok", g->top_k);
-    cJSON_AddNullToObject(c, "n_shared_experts");
-    cJSON_AddStringToObject(c, "scoring_func", "sigmoid");
-    cJSON_AddStringToObject(c, "topk_method", "noaux_tc");
-    cJSON_AddNumberToObject(c, "n_group", 1);
-    cJSON_AddNumberToObject(c, "topk_group", 1);
-    cJSON_AddBoolToObject(c, "norm_topk_prob", 1);
-    cJSON_AddNullToObject(c, "routed_scaling_factor");
-    cJSON_AddNumberToObject(c, "layernorm_epsilon", 1e-5);
-    cJSON_AddStringToObject(c, "hidden_act", "silu");
-    cJSON_AddNumberToObject(c, "max_position_embeddings", g->max_pos);
-    cJSON_AddBoolToObject(c, "tie_word_embeddings", 0);
-    cJSON_AddStringToObject(c, "torch_dtype", f32 ? "float32" : "bfloat16");
-    cJSON_AddNumberToObject(c, "eos_token_id", g->vocab - 3);
-    cJSON_AddNumberToObject(c, "pad_token_id", g->vocab - 2);
-    if (fp8) {
-        cJSON *q = cJSON_CreateObject();
-        cJSON_AddStringToObject(q, "activation_scheme", "dynamic");
-        cJSON_AddStringToObject(q, "fmt", "e4m3");
-        cJSON_AddStringToObject(q, "quant_method", "fp8");
-        int blk[2] = {128, 128};
-        cJSON_AddItemToObject(q, "weight_block_size", int_array(blk, 2));
-        cJSON *ign = cJSON_CreateArray();
-        for (uint32_t L = 0; L < g->layers; L++) {
-            char n[96];
-            fmt(n, sizeof(n), "model.layers.%u.self_attn.o_proj", L);
-            cJSON_AddItemToArray(ign, cJSON_CreateString(n));
-        }
-        cJSON_AddItemToObject(q, "ignored_layers", ign);
-        cJSON_AddItemToObject(c, "quantization_config", q);
-    }
-    write_json(dir, "config.json", c);
+    write_json(dir, "config.json", fx_config_backbone(g, fp8, f32));
 }
 
 static void write_drafter_config(const char *dir, const fx_geometry *g)
 {
-    cJSON *c = cJSON_CreateObject();
-    cJSON *arch = cJSON_CreateArray();
-    cJSON_AddItemToArray(arch, cJSON_CreateString("DFlashDraftModel"));
-    cJSON_AddItemToObject(c, "architectures", arch);
-    cJSON_AddStringToObject(c, "model_type", "qwen3");
-    cJSON_AddNumberToObject(c, "hidden_size", g->d_hidden);
-    cJSON_AddNumberToObject(c, "intermediate_size", g->d_intermediate);
-    cJSON_AddNumberToObject(c, "num_hidden_layers", g->d_layers);
-    cJSON_AddNumberToObject(c, "num_attention_heads", g->d_heads);
-    cJSON_AddNumberToObject(c, "num_key_value_heads", g->d_kv);
-    cJSON_AddNumberToObject(c, "head_dim", g->d_head_dim);
-    cJSON_AddNumberToObject(c, "v_head_dim", g->d_head_dim);
-    cJSON_AddNumberToObject(c, "partial_rotary_factor", 0.5);
-    cJSON_AddNumberToObject(c, "rope_theta", 10000);
-    cJSON_AddNumberToObject(c, "sliding_window", g->d_window);
-    cJSON_AddNumberToObject(c, "max_position_embeddings", g->max_pos);
-    cJSON_AddNumberToObject(c, "block_size", g->d_block);
-    cJSON_AddNumberToObject(c, "num_target_layers", g->layers);
-    cJSON_AddNumberToObject(c, "rms_norm_eps", 1e-5);
-    cJSON_AddNumberToObject(c, "vocab_size", g->vocab);
-    cJSON_AddStringToObject(c, "torch_dtype", "bfloat16");
-    cJSON_AddStringToObject(c, "hidden_act", "silu");
-    cJSON_AddBoolToObject(c, "attention_bias", 0);
-    cJSON_AddBoolToObject(c, "tie_word_embeddings", 0);
-    cJSON *d = cJSON_CreateObject();
-    int taps[8];
-    for (uint32_t i = 0; i < g->d_ntaps; i++)
-        taps[i] = (int)g->d_taps[i];
-    cJSON_AddItemToObject(d, "target_layer_ids", int_array(taps, g->d_ntaps));
-    cJSON_AddNumberToObject(d, "mask_token_id", g->d_mask_id);
-    cJSON_AddNumberToObject(d, "num_anchors", 512);
-    cJSON_AddNumberToObject(d, "block_size", g->d_block);
-    cJSON_AddNumberToObject(d, "loss_decay_gamma", 7.0);
-    cJSON_AddBoolToObject(d, "use_swa", 1);
-    cJSON_AddNumberToObject(d, "swa_window_size", g->d_window);
-    cJSON_AddNumberToObject(d, "backbone_rotary_base", 5000000);
-    cJSON_AddNumberToObject(d, "attention_value_scale", 0.612);
-    cJSON_AddBoolToObject(d, "attention_sink_bias", 1);
-    cJSON_AddItemToObject(c, "dflash_config", d);
-    write_json(dir, "config.json", c);
+    write_json(dir, "config.json", fx_config_drafter(g));
 }
 
 /* Opens the --tokenizer file up front, so a missing or unreadable one stops the run before
@@ -698,9 +384,12 @@ static void usage(FILE *f)
     fprintf(f,
         "usage: mimo-mkfixture --preset tiny|medium --variant bf16|fp8|f32 --out DIR [options]\n"
         "Writes a deterministic MiMo-architecture checkpoint in the HF layout.\n"
-        "  --preset P          tiny (hidden 256, 12 layers, 16 experts, ~46 MB BF16, with a DFlash\n"
-        "                      drafter) or medium (MiMo-V2-Flash layer geometry, 6 layers, 32 experts\n"
-        "                      of 2048, ~12 GB BF16 / ~7 GB FP8). Required.\n"
+        "  --preset P          tiny (hidden 256, 12 layers, 16 experts, ~46 MB BF16, with a small\n"
+        "                      DFlash drafter) or medium (MiMo-V2-Flash layer geometry, 6 layers, 32\n"
+        "                      experts of 2048, ~12 GB BF16 / ~7 GB FP8, with a 3.6 GB BF16 drafter\n"
+        "                      of the MiMo-V2.5-Pro release drafter's geometry at hidden 4096: 5\n"
+        "                      layers, 128 heads / 8 KV heads of 128, SwiGLU 16384, window 1024,\n"
+        "                      block 8). Required.\n"
         "  --variant V         bf16 (split q/k/v, mimo_v2_flash names), fp8 (block-128 FP8,\n"
         "                      fused qkv, mimo_v2 names) or f32 (bf16's layout stored as F32).\n"
         "                      Required.\n"
@@ -715,9 +404,10 @@ static void usage(FILE *f)
         "                      32); top-8 routing and the expert size stay\n"
         "  --layers N          decoder layers, 1..64 (default: tiny 12, medium 6): the preset's\n"
         "                      attention pattern repeated, layer 0 dense, the rest MoE; the\n"
-        "                      drafter taps layers 0, (N-1)/2 and N-1\n"
+        "                      drafter taps layers 0, (N-1)/2 and N-1 (tiny), or the release's\n"
+        "                      0/15/31/47/69 of 70 scaled to N-1 (medium: 0/1/2/3/5)\n"
         "  --threads N         generator threads, 1..64 (default 1); output does not depend on it\n"
-        "  --no-drafter        do not write dflash/ (tiny only; medium never has one)\n"
+        "  --no-drafter        do not write dflash/\n"
         "  --tokenizer FILE    copy FILE into DIR as tokenizer.json, byte for byte (default: none;\n"
         "                      fixtures/tokenizer/tokenizer.json fits the tiny preset's 4096 ids)\n"
         "  -q, --quiet         no per-file lines on stderr\n"
@@ -868,7 +558,7 @@ int main(int argc, char **argv)
     if (!quiet)
         fprintf(stderr, "mimo-mkfixture: %s %s seed %" PRIu64 " -> %s\n", preset, variant, seed, out);
     fx_list bb = {0};
-    build_backbone(&g, fp8, &bb);
+    fx_plan_backbone(&g, fp8, &bb);
     if (!strcmp(variant, "f32")) /* the bf16 variant's tensors, stored as F32 */
         for (size_t i = 0; i < bb.n; i++)
             if (bb.t[i].dtype == LQ_DTYPE_BF16)
@@ -885,7 +575,7 @@ int main(int argc, char **argv)
         if (prepare_dir(ddir))
             return 3;
         fx_list dl = {0};
-        build_drafter(&g, &dl);
+        fx_plan_drafter(&g, &dl);
         nd = dl.n;
         write_drafter_config(ddir, &g);
         /* MiMo ships one drafter file plus an index naming it. */
