@@ -104,7 +104,65 @@ typedef struct cu_be {
     uint64_t bytes_token; /* weight bytes one decode token reads (dense + attention + K experts + head) */
     uint64_t mq, mk, mv, matt, mqkv, mI;
     double copy_gbps;
+    int graphs; /* capture steps and drafts into CUDA graphs (MIMO_CUDA_GRAPHS=0: launch directly) */
 } cu_be;
+
+/* ============================== graphs ============================== */
+
+/* A context keeps at most CU_GRAPHS instantiated graphs, one per step shape (rows in, logits rows
+ * kept, taps): decode and verify each need one, so a run instantiates a constant number of graphs.
+ * Everything that changes between replays (tokens, position, anchor) is copied from pinned host
+ * memory by the graph's own copy nodes, and kernels read the position on the device. */
+#define CU_GRAPHS 4
+typedef struct cu_graph {
+    int used;
+    uint64_t key;
+    cudaGraphExec_t exec;
+} cu_graph;
+
+static void graphs_free(cu_graph *g)
+{
+    for (int i = 0; i < CU_GRAPHS; i++)
+        if (g[i].used)
+            cudaGraphExecDestroy(g[i].exec);
+}
+
+/* Runs body on stream s: replays the graph of `key` when there is one, else captures body into a
+ * new graph (when a slot is free) and launches it, else runs body directly. */
+static lq_status run_graph(cu_graph *gs, int on, uint64_t key, cudaStream_t s, lq_status (*body)(void *, lq_error *),
+                           void *arg, lq_error *err)
+{
+    if (!on)
+        return body(arg, err);
+    int slot = -1;
+    for (int i = 0; i < CU_GRAPHS; i++) {
+        if (gs[i].used && gs[i].key == key)
+            return cu_check(cudaGraphLaunch(gs[i].exec, s), "graph launch", err);
+        if (!gs[i].used && slot < 0)
+            slot = i;
+    }
+    if (slot < 0)
+        return body(arg, err);
+    TRY(cu_check(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), "graph capture", err));
+    lq_status st = body(arg, err);
+    cudaGraph_t g = NULL;
+    cudaError_t e = cudaStreamEndCapture(s, &g);
+    if (st != LQ_OK) {
+        if (g)
+            cudaGraphDestroy(g);
+        cudaGetLastError();
+        return st;
+    }
+    if (e != cudaSuccess)
+        return kn_cuda_fail(e, "graph capture", err);
+    cudaGraphExec_t exec;
+    e = cudaGraphInstantiate(&exec, g, 0);
+    cudaGraphDestroy(g);
+    if (e != cudaSuccess)
+        return kn_cuda_fail(e, "graph instantiation", err);
+    gs[slot].used = 1, gs[slot].key = key, gs[slot].exec = exec;
+    return cu_check(cudaGraphLaunch(exec, s), "graph launch", err);
+}
 
 typedef struct cu_layer {
     kn_weight qkv, q, k, v, o, gate, up, down, eg, eu, ed;
@@ -279,6 +337,8 @@ static void cu_close(void *p)
     if (!be)
         return;
     dm_free(&be->mem);
+    if (be->k.stream)
+        cudaStreamDestroy(be->k.stream);
     free(be->L);
     free(be);
 }
@@ -297,7 +357,14 @@ static lq_status cu_open(const rt_weights *w, const rt_model_opts *o, void **out
     be->max_abs = o && o->max_abs != 0 ? o->max_abs : RT_MAX_ABS_DEFAULT;
     be->check = 1;
     be->prof = o ? o->prof : NULL;
+    /* Launches go to a stream of the backend's own (the legacy default stream cannot be captured
+     * into a graph); uploads are synchronous copies, done before any launch reads them. */
     lq_status st = kn_ctx_init(&be->k, o ? o->device : 0, 0, err);
+    cudaStream_t stream = NULL;
+    if (st == LQ_OK && (st = cu_check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream", err)) == LQ_OK)
+        be->k.stream = stream;
+    const char *g = getenv("MIMO_CUDA_GRAPHS");
+    be->graphs = !(g && g[0] == '0');
     const lq_mimo_config *c = be->c;
     if (st == LQ_OK && !(be->L = calloc(c->num_hidden_layers, sizeof(cu_layer))))
         st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
@@ -386,6 +453,7 @@ typedef struct cu_ctx {
     /* kept rows */
     size_t nkeep, ntap_rows;
     uint32_t ntaps, taps[64];
+    cu_graph graphs[CU_GRAPHS];
     /* host scratch for sampling at temperature > 0 */
     float *hrows;
     double *probs;
@@ -397,6 +465,7 @@ static void cu_ctx_free(void *p)
     cu_ctx *x = p;
     if (!x)
         return;
+    graphs_free(x->graphs);
     dm_free(&x->mem);
     if (x->io)
         cudaFreeHost(x->io);
@@ -696,6 +765,31 @@ static lq_status chunk(cu_be *be, cu_ctx *x, size_t p0, const int32_t *tokens, u
     return LQ_OK;
 }
 
+typedef struct step_args {
+    cu_be *be;
+    cu_ctx *x;
+    size_t pos;
+    const int32_t *tokens;
+    size_t n;
+    const rt_sel *sel;
+} step_args;
+
+/* Everything a step puts on the stream: captured into a graph or run directly. */
+static lq_status step_body(void *arg, lq_error *err)
+{
+    step_args *a = arg;
+    cu_be *be = a->be;
+    cu_ctx *x = a->x;
+    const rt_sel *sel = a->sel;
+    cudaStream_t s = be->k.stream;
+    TRY(cu_check(cudaMemsetAsync(x->flag, 0, sizeof(int), s), "flag reset", err));
+    for (size_t off = 0; off < a->n; off += R)
+        TRY(chunk(be, x, a->pos + off, a->tokens + off, (uint32_t)(a->n - off < R ? a->n - off : R), off, a->n, sel, err));
+    if (sel->rows && sel->rows <= RT_KEEP_ROWS)
+        TRY(d2h(x->io->ids, x->ids, sel->rows * 4, s, err));
+    return d2h(&x->io->nonfinite, x->flag, sizeof(int), s, err);
+}
+
 static lq_status cu_step(void *p, void *ctx, size_t pos, const int32_t *tokens, size_t n, const rt_sel *sel, int threads,
                          lq_error *err)
 {
@@ -713,13 +807,15 @@ static lq_status cu_step(void *p, void *ctx, size_t pos, const int32_t *tokens, 
     x->nkeep = 0, x->ntap_rows = 0;
     cudaStream_t s = be->k.stream;
     x->io->nonfinite = 0;
-    TRY(cu_check(cudaMemsetAsync(x->flag, 0, sizeof(int), s), "flag reset", err));
-    for (size_t off = 0; off < n; off += R)
-        TRY(chunk(be, x, pos + off, tokens + off, (uint32_t)(n - off < R ? n - off : R), off, n, sel, err));
-    if (sel->rows && sel->rows <= RT_KEEP_ROWS) {
-        TRY(d2h(x->io->ids, x->ids, sel->rows * 4, s, err));
+    step_args sa = {be, x, pos, tokens, n, sel};
+    /* A single chunk whose outputs stay on the device or go to pinned memory runs as a graph. */
+    const int graph = n <= R && !sel->hidden && !sel->tap_out && !sel->experts && !sel->logits;
+    if (graph) {
+        memcpy(x->io->tokens, tokens, n * sizeof(int32_t));
+        x->io->pos = (uint32_t)pos;
     }
-    TRY(d2h(&x->io->nonfinite, x->flag, sizeof(int), s, err));
+    TRY(run_graph(x->graphs, be->graphs && graph, (uint64_t)n | (uint64_t)sel->rows << 16 | (uint64_t)!!sel->taps << 32, s,
+                  step_body, &sa, err));
     TRY(cu_check(cudaStreamSynchronize(s), "step", err));
     if (x->io->nonfinite)
         return lq_fail(err, LQ_ERR_NUMERIC, lq_ckpt_dir(be->w->ck), NULL, "RT_NONFINITE",
@@ -867,6 +963,7 @@ typedef struct cu_dctx {
         uint32_t pos;
         int32_t ids[RT_MAX_BLOCK];
     } *io;
+    cu_graph graphs[CU_GRAPHS];
 } cu_dctx;
 
 static void cu_dctx_free(void *p)
@@ -874,6 +971,7 @@ static void cu_dctx_free(void *p)
     cu_dctx *c = p;
     if (!c)
         return;
+    graphs_free(c->graphs);
     dm_free(&c->mem);
     if (c->io)
         cudaFreeHost(c->io);
@@ -987,17 +1085,24 @@ static lq_status cu_ingest(void *p, void *dctx, size_t pos, const float *taps, c
     return cu_check(cudaStreamSynchronize(s), "ingest", err);
 }
 
-static lq_status cu_draft(void *p, void *dctx, size_t pos, int32_t anchor, uint32_t k, float *logits, int32_t *drafts,
-                          int threads, lq_error *err)
+typedef struct draft_args {
+    cu_drafter *D;
+    cu_dctx *c;
+    uint32_t k;
+    float *logits;
+} draft_args;
+
+/* Everything a draft puts on the stream (the anchor and position come from pinned memory). */
+static lq_status draft_body(void *arg, lq_error *err)
 {
-    cu_drafter *D = p;
-    cu_dctx *c = dctx;
+    draft_args *da = arg;
+    cu_drafter *D = da->D;
+    cu_dctx *c = da->c;
     cu_be *be = D->be;
     cudaStream_t s = be->k.stream;
-    (void)threads;
-    const uint32_t B = k + 1, V = be->c->vocab_size, H = D->H;
+    const uint32_t k = da->k, B = k + 1, V = be->c->vocab_size, H = D->H;
     const uint32_t qr = D->nh * D->d, kr = D->nkv * D->d, vr = D->nkv * D->dv;
-    c->io->anchor = anchor, c->io->pos = (uint32_t)pos;
+    float *logits = da->logits;
     TRY(cu_check(cudaMemcpyAsync(c->anchor, &c->io->anchor, 4, cudaMemcpyHostToDevice, s), "anchor upload", err));
     TRY(cu_check(cudaMemcpyAsync(c->pos, &c->io->pos, 4, cudaMemcpyHostToDevice, s), "position upload", err));
     kn_embed_args e = {&be->embed, c->anchor, 1, c->h, H};
@@ -1040,6 +1145,19 @@ static lq_status cu_draft(void *p, void *dctx, size_t pos, int32_t anchor, uint3
     TRY(d2h(c->io->ids, c->ids, (size_t)k * 4, s, err));
     if (logits)
         TRY(d2h(logits, c->lg, (size_t)k * V * 4, s, err));
+    return LQ_OK;
+}
+
+static lq_status cu_draft(void *p, void *dctx, size_t pos, int32_t anchor, uint32_t k, float *logits, int32_t *drafts,
+                          int threads, lq_error *err)
+{
+    cu_drafter *D = p;
+    cu_dctx *c = dctx;
+    cudaStream_t s = D->be->k.stream;
+    (void)threads;
+    c->io->anchor = anchor, c->io->pos = (uint32_t)pos;
+    draft_args da = {D, c, k, logits};
+    TRY(run_graph(c->graphs, D->be->graphs && !logits, k, s, draft_body, &da, err));
     TRY(cu_check(cudaStreamSynchronize(s), "draft", err));
     memcpy(drafts, c->io->ids, (size_t)k * 4);
     return LQ_OK;
