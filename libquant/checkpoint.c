@@ -10,7 +10,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "json.h"
 
@@ -521,4 +523,32 @@ int lq_ckpt_find(const lq_ckpt *ck, const char *name, lq_ckpt_tensor *out)
             lo = mid + 1;
     }
     return -1;
+}
+
+static uintptr_t page_size(void)
+{
+    static long page;
+    if (!page)
+        page = sysconf(_SC_PAGESIZE) > 0 ? sysconf(_SC_PAGESIZE) : 4096;
+    return (uintptr_t)page;
+}
+
+void lq_pages_populate(const void *p, uint64_t n)
+{
+#ifdef MADV_POPULATE_READ
+    uintptr_t a = (uintptr_t)p & ~(page_size() - 1), e = (uintptr_t)p + (uintptr_t)n;
+    if (p && e > a)
+        madvise((void *)a, (size_t)(e - a), MADV_POPULATE_READ);
+#else
+    (void)p;
+    (void)n;
+#endif
+}
+
+void lq_pages_release(const void *p, uint64_t n)
+{
+    const uintptr_t pg = page_size();
+    uintptr_t a = ((uintptr_t)p + pg - 1) & ~(pg - 1), e = ((uintptr_t)p + (uintptr_t)n) & ~(pg - 1);
+    if (p && e > a)
+        madvise((void *)a, (size_t)(e - a), MADV_DONTNEED);
 }

@@ -78,6 +78,14 @@ lq_ckpt_tensor lq_ckpt_at(const lq_ckpt *ck, size_t i);
 /* Exact-name lookup. Returns 0 and fills *out when found, -1 otherwise. */
 int lq_ckpt_find(const lq_ckpt *ck, const char *name, lq_ckpt_tensor *out);
 
+/* Mapped tensor data: fault the pages of [p, p + n) in with one call before reading them
+ * (MADV_POPULATE_READ, Linux 5.14+; older kernels ignore it), and drop them from this process's
+ * mapping once used, so resident memory stays bounded however large the model is (the pages stay
+ * in the page cache; a later touch faults them back). Only whole pages inside the range are
+ * released. Both are hints: they never fail. */
+void lq_pages_populate(const void *p, uint64_t n);
+void lq_pages_release(const void *p, uint64_t n);
+
 #ifdef __cplusplus
 }
 #endif

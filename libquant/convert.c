@@ -39,39 +39,6 @@
 
 /* ---- small utilities ---- */
 
-/* Maps the source pages of [p, p + n) in one call before they are read (MADV_POPULATE_READ,
- * Linux 5.14+): one fault per 4 KiB page otherwise costs more than copying the page. Older
- * kernels ignore the request. */
-static void populate_pages(const void *p, uint64_t n)
-{
-#ifdef MADV_POPULATE_READ
-    static long page;
-    if (!page)
-        page = sysconf(_SC_PAGESIZE) > 0 ? sysconf(_SC_PAGESIZE) : 4096;
-    uintptr_t a = (uintptr_t)p & ~((uintptr_t)page - 1);
-    uintptr_t e = (uintptr_t)p + (uintptr_t)n;
-    if (e > a)
-        madvise((void *)a, (size_t)(e - a), MADV_POPULATE_READ);
-#else
-    (void)p;
-    (void)n;
-#endif
-}
-
-/* Drops the source pages of [p, p + n) from this process's mapping once they have been used, so
- * resident memory stays bounded however large the model is (the pages stay in the page cache; a
- * later touch faults them back). Only whole pages inside the range are released. */
-static void release_pages(const void *p, uint64_t n)
-{
-    static long page;
-    if (!page)
-        page = sysconf(_SC_PAGESIZE) > 0 ? sysconf(_SC_PAGESIZE) : 4096;
-    uintptr_t a = ((uintptr_t)p + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
-    uintptr_t e = ((uintptr_t)p + (uintptr_t)n) & ~((uintptr_t)page - 1);
-    if (e > a)
-        madvise((void *)a, (size_t)(e - a), MADV_DONTNEED);
-}
-
 static void hex32(const uint8_t d[32], char out[65]) { lq_hex(d, 32, out); }
 
 static int unhex32(const char *s, uint8_t out[32])
@@ -533,9 +500,9 @@ static lq_status hash_mapped(const char *path, uint8_t sha[32], uint64_t *size, 
             goto done;
         }
         size_t len = (size_t)(n - off < HASH_BUF ? n - off : HASH_BUF);
-        populate_pages((const uint8_t *)m + off, len);
+        lq_pages_populate((const uint8_t *)m + off, len);
         EVP_DigestUpdate(ctx, (const uint8_t *)m + off, len);
-        release_pages((const uint8_t *)m + off, len);
+        lq_pages_release((const uint8_t *)m + off, len);
     }
     EVP_DigestFinal_ex(ctx, sha, NULL);
     *size = n;
@@ -764,7 +731,7 @@ static lq_status write_mxfp4(part_ctx *pc, const lq_plan_tensor *t, lq_stw *w, l
         }
         uint64_t nr = r0 + rows_per < N ? rows_per : N - r0;
         c.r0 = r0;
-        populate_pages(c.src + r0 * K * (lq_dtype_bits(si->dtype) / 8), nr * K * (lq_dtype_bits(si->dtype) / 8));
+        lq_pages_populate(c.src + r0 * K * (lq_dtype_bits(si->dtype) / 8), nr * K * (lq_dtype_bits(si->dtype) / 8));
         parallel_for(pc->o->threads, (size_t)nr, decode_rows, &c);
         if (c.st != LQ_OK) {
             *err = c.err;
@@ -789,7 +756,7 @@ static lq_status write_mxfp4(part_ctx *pc, const lq_plan_tensor *t, lq_stw *w, l
         for (uint64_t r = 0; r < nr; r++)
             lq_err_acc_merge(acc, &pc->row_acc[r]);
         size_t esz = lq_dtype_bits(si->dtype) / 8;
-        release_pages(c.src + r0 * K * esz, nr * K * esz);
+        lq_pages_release(c.src + r0 * K * esz, nr * K * esz);
         st = lq_stw_write(w, pc->packed, (size_t)(nr * K / 2), err);
     }
     pthread_mutex_destroy(&c.mu);
@@ -811,11 +778,11 @@ static lq_status copy_bytes(part_ctx *pc, lq_stw *w, const uint8_t *data, uint64
         if (cancelled(pc->o))
             return lq_fail(err, LQ_ERR_CANCELLED, NULL, name, "RUN_CANCELLED", "interrupted");
         size_t len = (size_t)(n - off < COPY_CHUNK ? n - off : COPY_CHUNK);
-        populate_pages(data + off, len);
+        lq_pages_populate(data + off, len);
         lq_status st = lq_stw_write(w, data + off, len, err);
         if (st != LQ_OK)
             return st;
-        release_pages(data + off, len);
+        lq_pages_release(data + off, len);
     }
     return LQ_OK;
 }

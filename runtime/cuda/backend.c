@@ -269,9 +269,11 @@ static lq_status up_linear(cu_be *be, const rt_linear *l, uint32_t E, kn_weight 
     }
     lq_status st = LQ_OK;
     for (uint32_t e = 0; e < E && st == LQ_OK; e++) {
+        lq_pages_populate(l[e].w, wb);
         if (be->check && (st = rt_linear_check(&l[e], be->max_abs, err)) != LQ_OK)
             break;
         st = h2d((uint8_t *)dw + e * d->w_stride, l[e].w, wb, l[e].name, err);
+        lq_pages_release(l[e].w, wb); /* host RSS stays bounded: the pages were read twice at most */
         if (st == LQ_OK && dmx)
             st = h2d(dmx + e * d->s_stride, l[e].mx_scales, sn, l[e].name, err);
         if (st == LQ_OK && dfs) {
