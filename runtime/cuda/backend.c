@@ -368,6 +368,21 @@ static lq_status cu_open(const rt_weights *w, const rt_model_opts *o, void **out
     const char *g = getenv("MIMO_CUDA_GRAPHS");
     be->graphs = !(g && g[0] == '0');
     const lq_mimo_config *c = be->c;
+    /* What the kernels cannot serve is refused here, naming the config key, not in a step. */
+    const char *cfg = lq_ckpt_dir(w->ck);
+    if (st == LQ_OK && c->n_routed_experts > KN_ROUTER_MAX_E)
+        st = lq_fail(err, LQ_ERR_UNSUPPORTED, cfg, "n_routed_experts", "RT_CONFIG",
+                     "%u experts: the CUDA router serves at most %d", c->n_routed_experts, KN_ROUTER_MAX_E);
+    if (st == LQ_OK && c->num_experts_per_tok > KN_ROUTER_MAX_K)
+        st = lq_fail(err, LQ_ERR_UNSUPPORTED, cfg, "num_experts_per_tok", "RT_CONFIG",
+                     "%u experts per token: the CUDA router serves at most %d", c->num_experts_per_tok, KN_ROUTER_MAX_K);
+    for (uint32_t i = 0; st == LQ_OK && i < c->num_hidden_layers; i++) {
+        const rt_wlayer *W = &w->L[i];
+        if (W->dqk > KN_ATTENTION_MAX_DIM || W->dv > KN_ATTENTION_MAX_DIM || W->dqk % 2 || W->dv % 2 || W->nq > 65535)
+            st = lq_fail(err, LQ_ERR_UNSUPPORTED, cfg, "head_dim", "RT_CONFIG",
+                         "layer %u: heads of %u (q/k) and %u (v) dims, %u query heads: the CUDA attention serves even "
+                         "head dims up to %u and at most 65535 heads", i, W->dqk, W->dv, W->nq, KN_ATTENTION_MAX_DIM);
+    }
     if (st == LQ_OK && !(be->L = calloc(c->num_hidden_layers, sizeof(cu_layer))))
         st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
     if (st == LQ_OK)
@@ -913,6 +928,13 @@ static lq_status cu_drafter_open(void *p, const rt_dweights *dw, const rt_drafte
     D->d = c->head_dim, D->dv = c->v_head_dim, D->rd = c->rope_dim, D->I = c->intermediate_size;
     D->vscale = c->attention_value_scale;
     double theta = o && o->rope_theta > 0 ? o->rope_theta : c->rope_theta;
+    if (D->d > KN_ATTENTION_MAX_DIM || D->dv > KN_ATTENTION_MAX_DIM || D->d % 2 || D->dv % 2 || D->nh > 65535) {
+        lq_fail(err, LQ_ERR_UNSUPPORTED, NULL, "head_dim", "RT_CONFIG",
+                "drafter heads of %u (q/k) and %u (v) dims: the CUDA attention serves even head dims up to %u", D->d,
+                D->dv, KN_ATTENTION_MAX_DIM);
+        cu_drafter_close(D);
+        return LQ_ERR_UNSUPPORTED;
+    }
     /* the drafter's tensors were value-checked by lq_drafter_open; upload them as they are */
     dmem keep = be->mem;
     be->mem = D->mem;
