@@ -3,7 +3,10 @@
  * bad values in well-formed files (NaN, Inf, absurd magnitudes in any tensor): refused at load
  * with the tensor named, never a crash, and the gate fails them with or without a source").
  *
- * usage: test_hostile MKFIXTURE QUANTIZE RUN EVAL VERIFY TOKENIZER_JSON
+ * usage: test_hostile MKFIXTURE QUANTIZE RUN EVAL VERIFY TOKENIZER_JSON [DEVICE]
+ * With DEVICE (e.g. cuda) only the runtime's cells run (mimo-run, mimo-eval), on that device: a
+ * backend that uploads weights checks them itself, and must name the same rules. There the
+ * 1025-expert cells may also pass by a refusal naming n_routed_experts (a kernel limit).
  *
  * Fixtures, made here with the tools themselves: the tiny BF16 and FP8 fixtures (seed 1, with the
  * shipped tokenizer so mimo-eval can read text), the MXFP4 artifact of the FP8 one (mimo-quantize
@@ -57,7 +60,7 @@
 #include "../quantize/qt_util.h"
 #include "libquant/libquant.h"
 
-static const char *MK, *QUANT, *RUN, *EVAL, *VERIFY, *TOKENIZER;
+static const char *MK, *QUANT, *RUN, *EVAL, *VERIFY, *TOKENIZER, *DEVICE;
 static char root[512];
 
 /* ---- fixtures ---- */
@@ -660,12 +663,16 @@ static size_t tool_argv(int t, const char *m, const char *out, int mxfp4_source,
         a[n++] = t == T_RUN ? "2" : "3";
         a[n++] = t == T_RUN ? "--no-dflash" : "--dflash";
         a[n++] = "--threads", a[n++] = "2", a[n++] = "--format", a[n++] = "json";
+        if (DEVICE)
+            a[n++] = "--device", a[n++] = DEVICE;
         break;
     case T_EVAL:
         a[n++] = EVAL, a[n++] = m, a[n++] = "--text", a[n++] = text_file, a[n++] = "--ctx", a[n++] = "8";
         a[n++] = "--ppl-tokens", a[n++] = "8", a[n++] = "--prompts", a[n++] = "1", a[n++] = "--prompt-len";
         a[n++] = "4", a[n++] = "--gen-tokens", a[n++] = "2", a[n++] = "--no-speed", a[n++] = "--threads";
         a[n++] = "2", a[n++] = "--format", a[n++] = "json", a[n++] = "-q";
+        if (DEVICE)
+            a[n++] = "--device", a[n++] = DEVICE;
         break;
     case T_VERIFY:
     case T_VERIFY_S:
@@ -902,7 +909,10 @@ static void judge_special(const cell *c, const char *dir, verdict *v)
         a[n++] = EVAL, a[n++] = m, a[n++] = "--source", a[n++] = s, a[n++] = "--text", a[n++] = text_file;
         a[n++] = "--ctx", a[n++] = "16", a[n++] = "--ppl-tokens", a[n++] = "16", a[n++] = "--no-dflash";
         a[n++] = "--no-speed", a[n++] = "--threads", a[n++] = "2", a[n++] = "--format", a[n++] = "json";
-        a[n++] = "-q", a[n] = NULL;
+        a[n++] = "-q";
+        if (DEVICE)
+            a[n++] = "--device", a[n++] = DEVICE;
+        a[n] = NULL;
     }
     outcome o = run_tool(a, out, errp, 600);
     char *err = (char *)qt_read(errp, NULL), *so = (char *)qt_read(out, NULL);
@@ -910,6 +920,18 @@ static void judge_special(const cell *c, const char *dir, verdict *v)
         goto done;
     int ngroup = c->kind == K_NGROUP_RUN || c->kind == K_NGROUP_EVAL;
     char rule[64];
+    const int e1025 = c->kind == K_E1025_RUN || c->kind == K_E1025_EVAL;
+    if (DEVICE && e1025 && (o.code == 1 || o.code == 3)) {
+        /* a device backend may refuse more experts than its router serves, by a rule naming them */
+        if (names_with_rule(err, "n_routed_experts", 1, rule, sizeof(rule))) {
+            v->pass = 1;
+            qt_fmt(v->what, sizeof(v->what), "exit %d, refused: %s names n_routed_experts", o.code, rule);
+        } else {
+            qt_fmt(v->what, sizeof(v->what), "exit %d without a rule naming n_routed_experts", o.code);
+            first_line(err, NULL, v->line, sizeof(v->line));
+        }
+        goto done;
+    }
     if (ngroup && (o.code == 1 || o.code == 3)) {
         /* refusing group-limited routing is allowed, by a rule naming it */
         if (names_with_rule(err, "n_group", 1, rule, sizeof(rule))) {
@@ -949,6 +971,25 @@ static void judge_special(const cell *c, const char *dir, verdict *v)
 done:
     free(err);
     free(so);
+}
+
+/* Whether mimo-run on the unpatched BF16 fixture fails for want of a device (RT_DEVICE), where that
+ * is allowed (MIMO_REQUIRE_GPU is not 1: on the GPU host a missing device is a failure). */
+static int device_absent(void)
+{
+    const char *req = getenv("MIMO_REQUIRE_GPU");
+    if (req && req[0] == '1')
+        return 0;
+    char out[800], errp[800];
+    qt_fmt(out, sizeof(out), "%s/probe.out", root);
+    qt_fmt(errp, sizeof(errp), "%s/probe.err", root);
+    const char *a[40];
+    tool_argv(T_RUN, fix_dir[F_BF16], NULL, 0, a);
+    outcome o = run_tool(a, out, errp, 600);
+    char *err = (char *)qt_read(errp, NULL);
+    int absent = o.exited && o.code != 0 && err && strstr(err, "RT_DEVICE");
+    free(err);
+    return absent;
 }
 
 /* ---- main loop ---- */
@@ -1103,6 +1144,7 @@ int main(int argc, char **argv)
         return 2;
     }
     MK = argv[1], QUANT = argv[2], RUN = argv[3], EVAL = argv[4], VERIFY = argv[5], TOKENIZER = argv[6];
+    DEVICE = argc > 7 ? argv[7] : NULL;
     if (qt_mkroot(root, sizeof(root)) != 0) {
         fprintf(stderr, "test_hostile: cannot make a scratch directory\n");
         return 1;
@@ -1110,6 +1152,13 @@ int main(int argc, char **argv)
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     build_matrix();
+    if (DEVICE) { /* the runtime's cells only */
+        size_t k = 0;
+        for (size_t i = 0; i < ncells; i++)
+            if (cells[i].tool == T_RUN || cells[i].tool == T_RUN_D || cells[i].tool == T_EVAL)
+                cells[k++] = cells[i];
+        ncells = k;
+    }
     int per_tool[T_N] = {0};
     for (size_t i = 0; i < ncells; i++)
         per_tool[cells[i].tool]++;
@@ -1123,6 +1172,11 @@ int main(int argc, char **argv)
         clock_gettime(CLOCK_MONOTONIC, &t1);
         fprintf(stderr, "fixtures ready in %.1f s\n",
                 (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
+        if (DEVICE && device_absent()) {
+            qt_rmtree(root);
+            printf("skipped: mimo-run --device %s finds no device\n", DEVICE);
+            return 77;
+        }
         for (size_t i = 0; i < ncells; i++)
             run_cell(i);
     }
