@@ -51,6 +51,12 @@ typedef struct rt_backend_ops {
      * device's copy bandwidth in GB/s (read + write), measured once (the roofline's ceiling). */
     uint64_t (*bytes_per_token)(const void *be);
     double (*copy_gbps)(void *be);
+    /* Optional: one greedy DFlash iteration without host round trips (rt_dflash_iter): ingest rows
+     * 0..pend-1 of ctx's last step into dctx at dpos, draft k after anchor at pos (= dpos + pend),
+     * verify [anchor, drafts] in ctx at pos (taps kept), accept greedily: *a and ids[0..a] (the
+     * accepted drafts, then the bonus). */
+    lq_status (*dflash_iter)(void *be, void *ctx, void *bd, void *dctx, size_t pos, size_t dpos, size_t pend,
+                             int32_t anchor, uint32_t k, uint32_t *a, int32_t *ids, lq_error *err);
 } rt_backend_ops;
 
 extern const rt_backend_ops rt_cpu_backend;
@@ -61,5 +67,6 @@ extern const rt_backend_ops rt_cuda_backend;
 /* The backend state behind the front end's handles (for dflash.c). */
 void *rt_model_be_(const rt_model *m, const rt_backend_ops **ops);
 void *rt_cache_ctx_(const rt_cache *c);
+void rt_cache_set_len_(rt_cache *c, size_t len);
 
 #endif

@@ -120,3 +120,27 @@ lq_status rt_draft_block(const rt_drafter *d, rt_dcache *c, int32_t anchor, uint
     return d->ops->draft(d->bd, c->ctx, c->len, anchor, k, logits, drafts, threads > 0 ? threads : rt_model_threads(d->m),
                          err);
 }
+
+lq_status rt_dflash_iter(const rt_drafter *d, rt_dcache *c, rt_cache *kv, size_t pend, int32_t anchor, uint32_t k,
+                         uint32_t *a, int32_t *ids, lq_error *err)
+{
+    if (!d->ops->dflash_iter)
+        return lq_fail(err, LQ_ERR_UNSUPPORTED, NULL, NULL, "RT_BACKEND", "no fused DFlash iteration on %s",
+                       d->ops->name);
+    if (k < 1 || k >= RT_MAX_BLOCK)
+        return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, NULL, NULL, "RT_BLOCK", "%u drafts per block", k);
+    if (anchor < 0 || (uint32_t)anchor >= rt_model_config(d->m)->vocab_size)
+        return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, NULL, NULL, "RT_TOKEN", "anchor %d outside the vocabulary", anchor);
+    const size_t pos = rt_cache_len(kv);
+    if (pend > RT_MAX_BLOCK || c->len + pend != pos || c->len + pend > c->cap || pos + k + 1 > rt_cache_cap(kv))
+        return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, NULL, NULL, "RT_CACHE",
+                       "draft cache %zu + %zu pending rows against a target cache of %zu (of %zu) positions, block %u",
+                       c->len, pend, pos, rt_cache_cap(kv), k + 1);
+    lq_status st = d->ops->dflash_iter(rt_model_be_(d->m, NULL), rt_cache_ctx_(kv), d->bd, c->ctx, pos, c->len, pend,
+                                       anchor, k, a, ids, err);
+    if (st == LQ_OK) {
+        c->len += pend;
+        rt_cache_set_len_(kv, pos + *a + 1);
+    }
+    return st;
+}

@@ -65,4 +65,15 @@ lq_status rt_draft_ingest_ctx(const rt_drafter *d, rt_dcache *c, const rt_cache 
 lq_status rt_draft_block(const rt_drafter *d, rt_dcache *c, int32_t anchor, uint32_t k, int threads, float *logits,
                          int32_t *drafts, lq_error *err);
 
+/* One greedy DFlash iteration in a single call, where the backend can run it without host round
+ * trips (the CUDA backend: one device-to-host copy, the accepted ids): ingests the pend tap rows kv's
+ * last step kept (rows 0..pend-1) into c, drafts k tokens after anchor (at kv's length, which must be
+ * c's length after the ingest), verifies [anchor, drafts] in kv with taps kept, accepts the longest
+ * prefix of drafts equal to the target's argmax and rolls kv back to its old length + a + 1.
+ * *a accepted; ids[0..a] = the accepted drafts, then the bonus (rt_accept's greedy rule). A backend
+ * without this path returns LQ_ERR_UNSUPPORTED (rule RT_BACKEND) having done nothing: the caller
+ * then goes step by step (rt_draft_ingest_ctx, rt_draft_block, rt_step_ex, rt_accept_rows). */
+lq_status rt_dflash_iter(const rt_drafter *d, rt_dcache *c, rt_cache *kv, size_t pend, int32_t anchor, uint32_t k,
+                         uint32_t *a, int32_t *ids, lq_error *err);
+
 #endif

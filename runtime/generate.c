@@ -86,6 +86,9 @@ lq_status rt_generate(const rt_model *m, const rt_drafter *D, const int32_t *pro
     double t1 = now_s();
     int done = emit(&g, &anchor, 1);
     size_t p = n; /* committed tokens in the target cache; the anchor sits at position p */
+    /* Greedy DFlash goes through the backend's fused iteration where it has one (one host round trip
+     * per iteration); the step-by-step route below is the same computation. */
+    int fused = dc && !o->propose && o->sampling.temperature <= 0;
     while (!done) {
         uint32_t bs = B;
         if (bs > g.max - g.n)
@@ -93,6 +96,27 @@ lq_status rt_generate(const rt_model *m, const rt_drafter *D, const int32_t *pro
         uint32_t k = bs - 1;
         blk[0] = anchor;
         committed[p] = anchor;
+        if (fused && k > 0 && pend) {
+            uint32_t a;
+            double tv = now_s();
+            st = rt_dflash_iter(D, dc, kv, pend, anchor, k, &a, blk + 1, err);
+            if (st == LQ_ERR_UNSUPPORTED && !strcmp(err ? err->rule : "RT_BACKEND", "RT_BACKEND")) {
+                fused = 0; /* this backend goes step by step */
+                st = LQ_OK;
+            } else if (st != LQ_OK) {
+                goto done;
+            } else {
+                S->verify_s += now_s() - tv;
+                pend = (size_t)a + 1;
+                memcpy(committed + p + 1, blk + 1, a * sizeof(int32_t));
+                S->steps++;
+                S->accept_hist[a + 1]++;
+                p += a + 1;
+                done = emit(&g, blk + 1, (size_t)a + 1);
+                anchor = blk[a + 1];
+                continue;
+            }
+        }
         double td = now_s();
         if (dc && pend) {
             /* the committed rows go in before the next step overwrites them, drafts or not */

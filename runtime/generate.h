@@ -40,7 +40,8 @@ typedef struct rt_gen_stats {
     size_t accept_hist[RT_MAX_BLOCK + 1];  /* steps that committed i tokens (a + 1), i = 1..B */
     double tau;                            /* mean tokens committed per step (includes the bonus) */
     double prefill_s, decode_s;            /* wall time: the prompt; everything after */
-    double draft_s, verify_s;              /* parts of decode_s: drafter (ingest + block), target */
+    double draft_s, verify_s;              /* parts of decode_s: drafter (ingest + block), target; a fused
+                                              iteration (rt_dflash_iter) counts whole in verify_s */
     int stopped;                           /* 1: a stop token, 2: the callback */
 } rt_gen_stats;
 

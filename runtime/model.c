@@ -34,10 +34,12 @@ int rt_model_threads(const rt_model *m) { return m ? m->threads : 1; }
 
 void *rt_model_be_(const rt_model *m, const rt_backend_ops **ops)
 {
-    *ops = m->ops;
+    if (ops)
+        *ops = m->ops;
     return m->be;
 }
 void *rt_cache_ctx_(const rt_cache *c) { return c->ctx; }
+void rt_cache_set_len_(rt_cache *c, size_t len) { c->len = len; }
 
 int rt_parse_device(const char *s, const char **backend, int *device)
 {

@@ -780,5 +780,5 @@ const rt_backend_ops rt_cpu_backend = {
     "cpu",          cpu_open,       cpu_close,         cpu_ctx_new,       cpu_ctx_free, cpu_ctx_bytes,
     cpu_ctx_copy,   cpu_step,       cpu_sample,        cpu_accept,        cpu_drafter_open,
     cpu_drafter_close, cpu_dctx_new, cpu_dctx_free,    cpu_ingest,        cpu_draft,
-    NULL,           NULL,
+    NULL,           NULL,              NULL,
 };

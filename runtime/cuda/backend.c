@@ -110,10 +110,11 @@ typedef struct cu_be {
 /* ============================== graphs ============================== */
 
 /* A context keeps at most CU_GRAPHS instantiated graphs, one per step shape (rows in, logits rows
- * kept, taps): decode and verify each need one, so a run instantiates a constant number of graphs.
+ * kept, taps; for a fused DFlash iteration, the block and the pending rows): decode and verify need
+ * one each and DFlash at most one per pending-row count, so a run instantiates a bounded number.
  * Everything that changes between replays (tokens, position, anchor) is copied from pinned host
  * memory by the graph's own copy nodes, and kernels read the position on the device. */
-#define CU_GRAPHS 4
+#define CU_GRAPHS 24
 typedef struct cu_graph {
     int used;
     uint64_t key;
@@ -448,6 +449,7 @@ typedef struct cu_io {
     uint32_t pos;
     int32_t ids[R];
     int nonfinite;
+    int32_t acc[2 + RT_MAX_BLOCK + 1]; /* a fused DFlash iteration's result: a, bonus, drafts, flag */
 } cu_io;
 
 typedef struct cu_ctx {
@@ -460,7 +462,7 @@ typedef struct cu_ctx {
     /* device workspace of R rows */
     float *h, *y, *xnf, *q, *k, *v, *qkv, *ea, *eb_, *ye, *wsel, *keep, *tap;
     void *xnb, *att, *eact; /* bf16 or f32 per mode */
-    int32_t *tokens, *sel, *gexp, *goff, *gcnt, *pair_tok, *pair_of, *ids;
+    int32_t *tokens, *sel, *gexp, *goff, *gcnt, *pair_tok, *pair_of, *ids, *acc;
     uint32_t *pos, *ng;
     int *flag;
     void *aws;
@@ -534,7 +536,7 @@ static lq_status cu_ctx_new(void *p, size_t max_tokens, const rt_cache_opts *o, 
     A(x->ye, P * H * 4, "workspace"); A(x->wsel, R * K * 4, "workspace"); A(x->sel, R * K * 4, "workspace");
     A(x->gexp, x->slots * 4, "workspace"); A(x->goff, x->slots * 4, "workspace"); A(x->gcnt, x->slots * 4, "workspace");
     A(x->pair_tok, P * 4, "workspace"); A(x->pair_of, P * 4, "workspace"); A(x->ng, 4, "workspace");
-    A(x->tokens, R * 4, "workspace"); A(x->pos, 4, "workspace"); A(x->ids, R * 4, "workspace"); A(x->flag, 4, "workspace");
+    A(x->tokens, R * 4, "workspace"); A(x->pos, 4, "workspace"); A(x->acc, sizeof(x->io->acc), "workspace"); A(x->ids, R * 4, "workspace"); A(x->flag, 4, "workspace");
     A(x->keep, (size_t)RT_KEEP_ROWS * V * 4, "logits");
     if (x->ntaps)
         A(x->tap, (size_t)R * x->ntaps * H * 4, "tap rows");
@@ -723,9 +725,11 @@ static lq_status chunk(cu_be *be, cu_ctx *x, size_t p0, const int32_t *tokens, u
     const uint32_t H = c->hidden_size, V = c->vocab_size, NL = c->num_hidden_layers;
     const uint32_t K = c->num_experts_per_tok ? c->num_experts_per_tok : 1;
     cudaStream_t s = be->k.stream;
-    memcpy(x->io->tokens, tokens, n * sizeof(int32_t));
+    if (tokens) { /* NULL: a fused DFlash iteration put them on the device */
+        memcpy(x->io->tokens, tokens, n * sizeof(int32_t));
+        TRY(cu_check(cudaMemcpyAsync(x->tokens, x->io->tokens, n * 4, cudaMemcpyHostToDevice, s), "token upload", err));
+    }
     x->io->pos = (uint32_t)p0;
-    TRY(cu_check(cudaMemcpyAsync(x->tokens, x->io->tokens, n * 4, cudaMemcpyHostToDevice, s), "token upload", err));
     TRY(cu_check(cudaMemcpyAsync(x->pos, &x->io->pos, 4, cudaMemcpyHostToDevice, s), "position upload", err));
     kn_embed_args e = {&be->embed, x->tokens, n, x->h, H};
     TRY(kn_embed(&be->k, &e, err));
@@ -800,8 +804,13 @@ static lq_status step_body(void *arg, lq_error *err)
     const rt_sel *sel = a->sel;
     cudaStream_t s = be->k.stream;
     TRY(cu_check(cudaMemsetAsync(x->flag, 0, sizeof(int), s), "flag reset", err));
-    for (size_t off = 0; off < a->n; off += R)
+    for (size_t off = 0; off < a->n; off += R) {
+        /* a longer step (never captured) rewrites the pinned tokens and position per chunk: the
+         * previous chunk's copies must have run first */
+        if (off)
+            TRY(cu_check(cudaStreamSynchronize(s), "step", err));
         TRY(chunk(be, x, a->pos + off, a->tokens + off, (uint32_t)(a->n - off < R ? a->n - off : R), off, a->n, sel, err));
+    }
     if (sel->rows && sel->rows <= RT_KEEP_ROWS)
         TRY(d2h(x->io->ids, x->ids, sel->rows * 4, s, err));
     return d2h(&x->io->nonfinite, x->flag, sizeof(int), s, err);
@@ -986,6 +995,7 @@ typedef struct cu_dctx {
         int32_t anchor;
         uint32_t pos;
         int32_t ids[RT_MAX_BLOCK];
+        uint32_t ipos[RT_MAX_BLOCK]; /* the first position of each ingest chunk */
     } *io;
     cu_graph graphs[CU_GRAPHS];
 } cu_dctx;
@@ -1053,15 +1063,47 @@ static lq_status dlin(cu_drafter *D, const kn_weight *W, const void *x, uint32_t
     return lin(D->be, W, x, ldx, n, y, ldy, bias, err);
 }
 
+/* The ingest of m <= chunk tap rows t (device f32) at the position in c->io->ipos[j]. */
+static lq_status ingest_rows(cu_drafter *D, cu_dctx *c, const float *t, uint32_t m, int j, float *ctx_out, lq_error *err)
+{
+    cu_be *be = D->be;
+    cudaStream_t s = be->k.stream;
+    const uint32_t H = D->H, kr = D->nkv * D->d, vr = D->nkv * D->dv, tw = D->c->n_taps * D->Ht;
+    TRY(cu_check(cudaMemcpyAsync(c->pos, &c->io->ipos[j], 4, cudaMemcpyHostToDevice, s), "position upload", err));
+    const void *fin = t;
+    if (!be->fp32) {
+        kn_to_bf16_args cv = {t, tw, c->tapb, tw, m, tw};
+        TRY(kn_to_bf16(&be->k, &cv, err));
+        fin = c->tapb;
+    }
+    TRY(dlin(D, &D->fc, fin, tw, m, c->f, H, NULL, err));
+    TRY(norm(be, c->f, NULL, D->hidden_norm, m, H, D->c->rms_norm_eps, c->xf, be->fp32 ? NULL : c->xb, err));
+    if (ctx_out)
+        TRY(d2h(ctx_out, c->xf, (size_t)m * H * 4, s, err));
+    const void *xin = be->fp32 ? (const void *)c->xf : c->xb;
+    for (uint32_t l = 0; l < c->layers; l++) {
+        cu_dlayer *L = &D->L[l];
+        TRY(dlin(D, &L->k, xin, H, m, c->kb, kr, L->kb, err));
+        TRY(dlin(D, &L->v, xin, H, m, c->vb, vr, L->vb, err));
+        TRY(head_prep(be, c->kb, m, D->nkv, D->d, L->k_norm, D->c->rms_norm_eps, D->rd, D->inv_freq, c->pos, 1.0f, err));
+        TRY(head_prep(be, c->vb, m, D->nkv, D->dv, NULL, 0, 0, NULL, c->pos, (float)D->vscale, err));
+        kn_kv_store_args ks;
+        memset(&ks, 0, sizeof(ks));
+        ks.k = c->kb, ks.ldk = kr, ks.v = c->vb, ks.ldv = vr, ks.n = m, ks.kr = kr, ks.vr = vr, ks.kc = c->kv[l].k;
+        ks.vc = c->kv[l].v, ks.kv_f32 = be->fp32, ks.slots = (uint32_t)c->kv[l].slots, ks.pos = c->pos;
+        TRY(kn_kv_store(&be->k, &ks, err));
+    }
+    return LQ_OK;
+}
+
 static lq_status cu_ingest(void *p, void *dctx, size_t pos, const float *taps, const void *tctx, size_t row0, size_t n,
                            float *ctx_out, int threads, lq_error *err)
 {
     cu_drafter *D = p;
     cu_dctx *c = dctx;
-    cu_be *be = D->be;
-    cudaStream_t s = be->k.stream;
+    cudaStream_t s = D->be->k.stream;
     (void)threads;
-    const uint32_t H = D->H, kr = D->nkv * D->d, vr = D->nkv * D->dv, tw = D->c->n_taps * D->Ht;
+    const uint32_t H = D->H, tw = D->c->n_taps * D->Ht;
     const float *src = NULL;
     if (!taps) {
         const cu_ctx *x = tctx;
@@ -1071,40 +1113,19 @@ static lq_status cu_ingest(void *p, void *dctx, size_t pos, const float *taps, c
                            x->ntap_rows);
         src = x->tap + row0 * tw;
     }
-    for (size_t o0 = 0; o0 < n; o0 += c->chunk) {
+    int j = 0;
+    for (size_t o0 = 0; o0 < n; o0 += c->chunk, j++) {
         const uint32_t m = (uint32_t)(n - o0 < c->chunk ? n - o0 : c->chunk);
-        const float *t;
-        if (taps) {
+        if (j == RT_MAX_BLOCK || taps) { /* the pinned positions and the staging buffer are reused */
+            TRY(cu_check(cudaStreamSynchronize(s), "ingest", err));
+            j = 0;
+        }
+        const float *t = src ? src + o0 * tw : c->tapf;
+        if (taps)
             TRY(cu_check(cudaMemcpyAsync(c->tapf, taps + o0 * tw, (size_t)m * tw * 4, cudaMemcpyHostToDevice, s), "tap upload",
                          err));
-            t = c->tapf;
-        } else
-            t = src + o0 * tw;
-        c->io->pos = (uint32_t)(pos + o0);
-        TRY(cu_check(cudaMemcpyAsync(c->pos, &c->io->pos, 4, cudaMemcpyHostToDevice, s), "position upload", err));
-        const void *fin = t;
-        if (!be->fp32) {
-            kn_to_bf16_args cv = {t, tw, c->tapb, tw, m, tw};
-            TRY(kn_to_bf16(&be->k, &cv, err));
-            fin = c->tapb;
-        }
-        TRY(dlin(D, &D->fc, fin, tw, m, c->f, H, NULL, err));
-        TRY(norm(be, c->f, NULL, D->hidden_norm, m, H, D->c->rms_norm_eps, c->xf, be->fp32 ? NULL : c->xb, err));
-        if (ctx_out)
-            TRY(d2h(ctx_out + o0 * H, c->xf, (size_t)m * H * 4, s, err));
-        const void *xin = be->fp32 ? (const void *)c->xf : c->xb;
-        for (uint32_t l = 0; l < c->layers; l++) {
-            cu_dlayer *L = &D->L[l];
-            TRY(dlin(D, &L->k, xin, H, m, c->kb, kr, L->kb, err));
-            TRY(dlin(D, &L->v, xin, H, m, c->vb, vr, L->vb, err));
-            TRY(head_prep(be, c->kb, m, D->nkv, D->d, L->k_norm, D->c->rms_norm_eps, D->rd, D->inv_freq, c->pos, 1.0f, err));
-            TRY(head_prep(be, c->vb, m, D->nkv, D->dv, NULL, 0, 0, NULL, c->pos, (float)D->vscale, err));
-            kn_kv_store_args ks;
-            memset(&ks, 0, sizeof(ks));
-            ks.k = c->kb, ks.ldk = kr, ks.v = c->vb, ks.ldv = vr, ks.n = m, ks.kr = kr, ks.vr = vr, ks.kc = c->kv[l].k;
-            ks.vc = c->kv[l].v, ks.kv_f32 = be->fp32, ks.slots = (uint32_t)c->kv[l].slots, ks.pos = c->pos;
-            TRY(kn_kv_store(&be->k, &ks, err));
-        }
+        c->io->ipos[j] = (uint32_t)(pos + o0);
+        TRY(ingest_rows(D, c, t, m, j, ctx_out ? ctx_out + o0 * H : NULL, err));
     }
     return cu_check(cudaStreamSynchronize(s), "ingest", err);
 }
@@ -1114,6 +1135,7 @@ typedef struct draft_args {
     cu_dctx *c;
     uint32_t k;
     float *logits;
+    int to_host; /* copy the draft ids to pinned memory (a fused iteration keeps them on the device) */
 } draft_args;
 
 /* Everything a draft puts on the stream (the anchor and position come from pinned memory). */
@@ -1166,7 +1188,8 @@ static lq_status draft_body(void *arg, lq_error *err)
     TRY(lin(be, &be->lm_head, u, H, k, c->lg, V, NULL, err));
     kn_argmax_args am = {.logits = c->lg, .ids = c->ids, .rows = k, .V = V, .ld = V};
     TRY(kn_argmax(&be->k, &am, err));
-    TRY(d2h(c->io->ids, c->ids, (size_t)k * 4, s, err));
+    if (da->to_host)
+        TRY(d2h(c->io->ids, c->ids, (size_t)k * 4, s, err));
     if (logits)
         TRY(d2h(logits, c->lg, (size_t)k * V * 4, s, err));
     return LQ_OK;
@@ -1180,10 +1203,86 @@ static lq_status cu_draft(void *p, void *dctx, size_t pos, int32_t anchor, uint3
     cudaStream_t s = D->be->k.stream;
     (void)threads;
     c->io->anchor = anchor, c->io->pos = (uint32_t)pos;
-    draft_args da = {D, c, k, logits};
+    draft_args da = {D, c, k, logits, 1};
     TRY(run_graph(c->graphs, D->be->graphs && !logits, k, s, draft_body, &da, err));
     TRY(cu_check(cudaStreamSynchronize(s), "draft", err));
     memcpy(drafts, c->io->ids, (size_t)k * 4);
+    return LQ_OK;
+}
+
+/* ============================== fused DFlash iteration ============================== */
+
+typedef struct iter_args {
+    cu_be *be;
+    cu_ctx *x;
+    cu_drafter *D;
+    cu_dctx *c;
+    size_t pos, pend;
+    uint32_t k;
+} iter_args;
+
+/* ingest -> draft -> verify -> accept, all on the stream; the one copy back is x->acc: a, the
+ * bonus, the k drafts and the non-finite flag. */
+static lq_status iter_body(void *arg, lq_error *err)
+{
+    iter_args *ia = arg;
+    cu_be *be = ia->be;
+    cu_ctx *x = ia->x;
+    cu_dctx *c = ia->c;
+    cudaStream_t s = be->k.stream;
+    const uint32_t k = ia->k, B = k + 1, tw = ia->D->c->n_taps * ia->D->Ht;
+    int j = 0;
+    for (size_t o0 = 0; o0 < ia->pend; o0 += c->chunk, j++) {
+        const uint32_t m = (uint32_t)(ia->pend - o0 < c->chunk ? ia->pend - o0 : c->chunk);
+        TRY(ingest_rows(ia->D, c, x->tap + o0 * tw, m, j, NULL, err));
+    }
+    draft_args da = {ia->D, c, k, NULL, 0};
+    TRY(draft_body(&da, err));
+    /* the verify block: the anchor from pinned memory, the drafts from the drafter's ids */
+    TRY(cu_check(cudaMemcpyAsync(x->tokens, x->io->tokens, 4, cudaMemcpyHostToDevice, s), "anchor upload", err));
+    TRY(cu_check(cudaMemcpyAsync(x->tokens + 1, c->ids, (size_t)k * 4, cudaMemcpyDeviceToDevice, s), "draft copy", err));
+    TRY(cu_check(cudaMemsetAsync(x->flag, 0, sizeof(int), s), "flag reset", err));
+    const rt_sel vs = {.rows = B, .taps = 1};
+    TRY(chunk(be, x, ia->pos, NULL, B, 0, B, &vs, err));
+    kn_accept_greedy_args ag = {.ids = x->ids, .drafts = c->ids, .res = x->acc, .k = k};
+    TRY(kn_accept_greedy(&be->k, &ag, err));
+    TRY(cu_check(cudaMemcpyAsync(x->acc + 2, c->ids, (size_t)k * 4, cudaMemcpyDeviceToDevice, s), "draft copy", err));
+    TRY(cu_check(cudaMemcpyAsync(x->acc + 2 + RT_MAX_BLOCK, x->flag, sizeof(int), cudaMemcpyDeviceToDevice, s), "flag copy",
+                 err));
+    return d2h(x->io->acc, x->acc, sizeof(x->io->acc), s, err);
+}
+
+static lq_status cu_dflash_iter(void *p, void *ctx, void *bd, void *dctx, size_t pos, size_t dpos, size_t pend,
+                                int32_t anchor, uint32_t k, uint32_t *a, int32_t *ids, lq_error *err)
+{
+    cu_be *be = p;
+    cu_ctx *x = ctx;
+    cu_drafter *D = bd;
+    cu_dctx *c = dctx;
+    const uint32_t B = k + 1;
+    if (!x->ntaps || x->ntaps != D->c->n_taps || memcmp(x->taps, D->c->taps, x->ntaps * sizeof(uint32_t)) ||
+        pend > x->ntap_rows || B > R)
+        return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, NULL, NULL, "RT_TAP",
+                       "%zu pending rows of %zu tap rows, or a context without the drafter's taps", pend, x->ntap_rows);
+    for (size_t o0 = 0, j = 0; o0 < pend; o0 += c->chunk, j++)
+        c->io->ipos[j] = (uint32_t)(dpos + o0);
+    c->io->anchor = anchor, c->io->pos = (uint32_t)pos;
+    x->io->tokens[0] = anchor, x->io->pos = (uint32_t)pos;
+    x->nkeep = 0, x->ntap_rows = 0;
+    iter_args ia = {be, x, D, c, pos, pend, k};
+    cudaStream_t s = be->k.stream;
+    TRY(run_graph(x->graphs, be->graphs, (uint64_t)1 << 40 | (uint64_t)pend << 8 | k, s, iter_body, &ia, err));
+    TRY(cu_check(cudaStreamSynchronize(s), "DFlash iteration", err));
+    const int32_t *r = x->io->acc;
+    if (r[2 + RT_MAX_BLOCK])
+        return lq_fail(err, LQ_ERR_NUMERIC, lq_ckpt_dir(be->w->ck), NULL, "RT_NONFINITE",
+                       "non-finite logits among positions %zu..%zu: the weights or activations overflow", pos, pos + k);
+    if (r[0] < 0 || (uint32_t)r[0] > k)
+        return lq_fail(err, LQ_ERR_CUDA, NULL, NULL, "CUDA", "acceptance returned %d of %u drafts", r[0], k);
+    *a = (uint32_t)r[0];
+    memcpy(ids, r + 2, *a * sizeof(int32_t));
+    ids[*a] = r[1];
+    x->ntap_rows = B; /* the block's tap rows are kept: rows 0..a are the committed ones */
     return LQ_OK;
 }
 
@@ -1227,5 +1326,5 @@ const rt_backend_ops rt_cuda_backend = {
     "cuda",        cu_open,           cu_close,     cu_ctx_new,    cu_ctx_free, cu_ctx_bytes,
     cu_ctx_copy,   cu_step,           cu_sample,    cu_accept,     cu_drafter_open,
     cu_drafter_close, cu_dctx_new,    cu_dctx_free, cu_ingest,     cu_draft,
-    cu_bytes_per_token, cu_copy_gbps,
+    cu_bytes_per_token, cu_copy_gbps, cu_dflash_iter,
 };
