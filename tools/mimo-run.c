@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -43,6 +44,13 @@ static void usage(FILE *f)
         "  -h, --help            this text\n"
         "Exit status: 0 ok, 2 usage error, 3 bad input (model, drafter, tokenizer, prompt).\n",
         RT_MAX_BLOCK);
+}
+
+/* The process's peak resident set so far, in kB (getrusage). */
+static uint64_t peak_rss_kb(void)
+{
+    struct rusage ru;
+    return getrusage(RUSAGE_SELF, &ru) == 0 && ru.ru_maxrss > 0 ? (uint64_t)ru.ru_maxrss : 0;
 }
 
 static int parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
@@ -476,6 +484,8 @@ int main(int argc, char **argv)
         lq_jw_u64(w, threads);
         lq_jw_key(w, "device");
         lq_jw_string(w, rt_model_backend(m));
+        lq_jw_key(w, "peak_rss_kb");
+        lq_jw_u64(w, peak_rss_kb());
         if (step_gb > 0) {
             lq_jw_key(w, "weight_gb_per_step");
             lq_jw_double(w, step_gb, 6);
