@@ -56,7 +56,7 @@ for s in $stages; do
   medium)
     if [ ! -f "$work/med-fp8/config.json" ]; then
       $T/mimo-mkfixture --preset medium --variant fp8 --threads 16 -q --out "$work/med-fp8" >"$log/med-make.log" 2>&1
-      $T/mimo-quantize "$work/med-fp8" --out "$work/med-mx" --threads 16 >>"$log/med-make.log" 2>&1
+      $T/mimo-quantize "$work/med-fp8" "$work/med-mx" --threads 16 -q >>"$log/med-make.log" 2>&1
     fi
     for m in med-fp8 med-mx; do
       timeout 600 $B/tests/gpu/cmp_backends "$work/$m" --threads 16 --dev cuda --random 24 >"$log/cmp-$m.log" 2>&1
@@ -66,7 +66,16 @@ for s in $stages; do
   bench)
     $B/tests/gpu/test_mxfp4_dequant_gpu --bench >"$log/bench-dequant.log" 2>&1
     table+=("mxfp4 decode: $(tail -1 "$log/bench-dequant.log")")
-    for m in "$work/nano-bf16" "$work/med-fp8" "$work/med-mx"; do
+    if [ ! -f "$work/nano-mx/config.json" ] && command -v zstd >/dev/null; then
+      n=fixtures/nano/bf16
+      mkdir -p "$work/nano-bf16/dflash"
+      cp $n/config.json $n/tokenizer.json "$work/nano-bf16/"
+      cp $n/dflash/config.json $n/dflash/mask_embedding.pt $n/dflash/model.safetensors.index.json "$work/nano-bf16/dflash/"
+      zstd -dqf $n/model.safetensors.zst -o "$work/nano-bf16/model.safetensors"
+      zstd -dqf $n/dflash/dflash_draft_model.safetensors.zst -o "$work/nano-bf16/dflash/dflash_draft_model.safetensors"
+      $T/mimo-quantize "$work/nano-bf16" "$work/nano-mx" -q >"$log/nano-make.log" 2>&1
+    fi
+    for m in "$work/nano-bf16" "$work/nano-mx" "$work/med-fp8" "$work/med-mx"; do
       [ -f "$m/config.json" ] || continue
       for mode in --no-dflash --dflash; do
         $T/mimo-run "$m" --device cuda --prompt-ids 11,12,13,14,15,16,17,18 --max-tokens 128 --ignore-eos $mode \
