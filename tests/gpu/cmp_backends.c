@@ -32,7 +32,7 @@
 typedef struct side {
     const char *name; /* "ref" or "dev" */
     const char *backend;
-    int device, threads;
+    int device, threads, fp32;
     rt_model *m;
     rt_drafter *d;
 } side;
@@ -73,6 +73,7 @@ static void usage(FILE *f)
             "                        sequence at i * (positions - P) / N, each continued by --gen-tokens G\n"
             "                        (default 128) at block --block B (default the drafter's block_size)\n"
             "  --drafter-dir DIR     the drafter (default MODEL/dflash)\n"
+            "  --fp32                the device under test in its fp32 debug mode (rt_model_opts.fp32)\n"
             "  --invariance          on the device: the logits of every row of the first min(positions,\n"
             "                        40) are byte-identical fed in steps of 1, 2, 8 and 16 rows, and rows\n"
             "                        L/2 and L-1 again inside steps whose later rows are other tokens\n"
@@ -607,6 +608,9 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--invariance")) {
             o.invariance = 1;
             takes = 0;
+        } else if (!strcmp(a, "--fp32")) {
+            s[1].fp32 = 1; /* the device under test in its fp32 debug mode */
+            takes = 0;
         } else if (!known(a)) {
             fprintf(stderr, PROG ": unknown option '%s'\n", a);
             usage(stderr);
@@ -714,6 +718,7 @@ int main(int argc, char **argv)
         mo.backend = s[k].backend;
         mo.device = s[k].device;
         mo.threads = s[k].threads;
+        mo.fp32 = s[k].fp32;
         if (rt_model_open(o.model, &mo, &s[k].m, &err) != LQ_OK) {
             char what[96];
             snprintf(what, sizeof(what), "%s: opening on %s:%d", s[k].name, s[k].backend, s[k].device);
