@@ -629,6 +629,12 @@ static void measure_rows(void *arg, size_t b, size_t e)
 
 /* ---- running a part ---- */
 
+void lq_part_range(uint32_t n, uint32_t part, uint32_t nparts, uint32_t *first, uint32_t *last)
+{
+    *first = nparts ? (uint32_t)((uint64_t)n * (part - 1) / nparts) : 0;
+    *last = nparts ? (uint32_t)((uint64_t)n * part / nparts) : n;
+}
+
 typedef struct part_ctx {
     const lq_ckpt *src;
     const lq_plan *p;
@@ -1312,11 +1318,10 @@ lq_status lq_run_part(const lq_ckpt *src, const lq_plan *p, const char *work, co
     }
 
     /* Shards and source files of this part: contiguous ranges. */
-    uint32_t s0 = (uint32_t)((uint64_t)p->nshards * (o->part - 1) / o->nparts);
-    uint32_t s1 = (uint32_t)((uint64_t)p->nshards * o->part / o->nparts);
-    size_t nsrc = lq_ckpt_shard_count(src);
-    ht = (hash_task){.src = src, .work = work, .first = nsrc * (o->part - 1) / o->nparts,
-                     .last = nsrc * o->part / o->nparts, .cancel = o->cancel, .st = LQ_OK};
+    uint32_t s0, s1, f0, f1;
+    lq_part_range(p->nshards, o->part, o->nparts, &s0, &s1);
+    lq_part_range((uint32_t)lq_ckpt_shard_count(src), o->part, o->nparts, &f0, &f1);
+    ht = (hash_task){.src = src, .work = work, .first = f0, .last = f1, .cancel = o->cancel, .st = LQ_OK};
     /* A dedicated thread, not the pool: hashing the source files is a pipeline stage that runs
      * beside the shard writer for the whole part (and is stopped through ht.stop), not a
      * fork-join loop; on the pool it would hold a worker for the whole conversion. */

@@ -81,6 +81,11 @@ typedef struct lq_run_opts {
     int *published;
 } lq_run_opts;
 
+/* The output shards part (1-based) of nparts writes: the contiguous range [*first, *last) of
+ * 0..nshards (empty when there are more parts than shards). Source files are split the same way
+ * for hashing (nshards = the number of source files). */
+void lq_part_range(uint32_t n, uint32_t part, uint32_t nparts, uint32_t *first, uint32_t *last);
+
 /* The work directory of a run whose output is `out` ("<out>.mimo-partial"). */
 void lq_work_dir_name(const char *out, char *buf, size_t cap);
 

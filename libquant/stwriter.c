@@ -499,15 +499,11 @@ static void stw_kill(lq_stw *w)
     w->out = NULL;
 }
 
-lq_status lq_stw_begin(lq_stw *w, lq_error *err)
+/* Fixes the layout (tensor order, offsets) and builds the padded header JSON into hb, setting
+ * w->header_len and w->total. Touches no file; on failure hb is freed. */
+static lq_status stw_layout(lq_stw *w, sbuf *hb, lq_error *err)
 {
-    sbuf hb = {0};
     lq_status st = LQ_OK;
-    if (!w)
-        return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, NULL, NULL, "STW_STATE", "no writer");
-    if (w->begun || w->failed)
-        return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, w->path, NULL, "STW_STATE",
-                       "lq_stw_begin called twice or after a failure");
 
     if (w->n > 1)
         qsort(w->t, w->n, sizeof(*w->t), cmp_layout);
@@ -530,46 +526,87 @@ lq_status lq_stw_begin(lq_stw *w, lq_error *err)
     }
     w->total = off;
 
-    sb_puts(&hb, "{\"__metadata__\":{\"format\":\"pt\"");
+    sb_puts(hb, "{\"__metadata__\":{\"format\":\"pt\"");
     for (size_t i = 0; i < w->nmeta; i++) {
-        sb_putc(&hb, ',');
-        sb_json_serde(&hb, w->meta[i].key);
-        sb_putc(&hb, ':');
-        sb_json_serde(&hb, w->meta[i].val);
+        sb_putc(hb, ',');
+        sb_json_serde(hb, w->meta[i].key);
+        sb_putc(hb, ':');
+        sb_json_serde(hb, w->meta[i].val);
     }
-    sb_putc(&hb, '}');
+    sb_putc(hb, '}');
     for (size_t i = 0; i < w->n; i++) {
         const lq_tensor_info *t = &w->t[i];
-        sb_putc(&hb, ',');
-        sb_json_serde(&hb, t->name);
-        sb_puts(&hb, ":{\"dtype\":\"");
-        sb_puts(&hb, lq_dtype_name(t->dtype));
-        sb_puts(&hb, "\",\"shape\":[");
+        sb_putc(hb, ',');
+        sb_json_serde(hb, t->name);
+        sb_puts(hb, ":{\"dtype\":\"");
+        sb_puts(hb, lq_dtype_name(t->dtype));
+        sb_puts(hb, "\",\"shape\":[");
         for (uint32_t d = 0; d < t->rank; d++) {
             if (d)
-                sb_putc(&hb, ',');
-            sb_u64(&hb, t->shape[d]);
+                sb_putc(hb, ',');
+            sb_u64(hb, t->shape[d]);
         }
-        sb_puts(&hb, "],\"data_offsets\":[");
-        sb_u64(&hb, t->begin);
-        sb_putc(&hb, ',');
-        sb_u64(&hb, t->end);
-        sb_puts(&hb, "]}");
+        sb_puts(hb, "],\"data_offsets\":[");
+        sb_u64(hb, t->begin);
+        sb_putc(hb, ',');
+        sb_u64(hb, t->end);
+        sb_puts(hb, "]}");
     }
-    sb_putc(&hb, '}');
-    while (!hb.oom && hb.len % 8 != 0)
-        sb_putc(&hb, ' ');
-    if (hb.oom) {
+    sb_putc(hb, '}');
+    while (!hb->oom && hb->len % 8 != 0)
+        sb_putc(hb, ' ');
+    if (hb->oom) {
         st = lq_fail(err, LQ_ERR_NO_MEMORY, w->path, NULL, "STW_STATE", "out of memory");
         goto fail;
     }
-    if ((uint64_t)hb.len > STW_MAX_HEADER) {
+    if ((uint64_t)hb->len > STW_MAX_HEADER) {
         st = lq_fail(err, LQ_ERR_LIMIT, w->path, NULL, "ST_HEADER_LIMIT",
                      "header of %zu bytes exceeds the 100,000,000-byte limit of readers",
-                     hb.len);
+                     hb->len);
         goto fail;
     }
-    w->header_len = hb.len;
+    w->header_len = hb->len;
+    return LQ_OK;
+fail:
+    free(hb->p);
+    *hb = (sbuf){0};
+    return st;
+}
+
+lq_status lq_stw_measure(lq_stw *w, uint64_t *header_len, uint64_t *total, lq_error *err)
+{
+    if (!w)
+        return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, NULL, NULL, "STW_STATE", "no writer");
+    if (w->begun || w->failed)
+        return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, w->path, NULL, "STW_STATE",
+                       "lq_stw_measure called after lq_stw_begin or a failure");
+    sbuf hb = {0};
+    lq_status st = stw_layout(w, &hb, err);
+    free(hb.p);
+    if (st != LQ_OK) {
+        stw_kill(w);
+        return st;
+    }
+    if (header_len)
+        *header_len = w->header_len;
+    if (total)
+        *total = w->total;
+    return LQ_OK;
+}
+
+lq_status lq_stw_begin(lq_stw *w, lq_error *err)
+{
+    sbuf hb = {0};
+    lq_status st = LQ_OK;
+    if (!w)
+        return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, NULL, NULL, "STW_STATE", "no writer");
+    if (w->begun || w->failed)
+        return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, w->path, NULL, "STW_STATE",
+                       "lq_stw_begin called twice or after a failure");
+    if ((st = stw_layout(w, &hb, err)) != LQ_OK) {
+        stw_kill(w);
+        return st;
+    }
 
     st = lq_outfile_open(w->path, &w->out, err);
     if (st != LQ_OK)

@@ -44,6 +44,11 @@ lq_status lq_stw_add(lq_stw *w, const char *name, lq_dtype dt, uint32_t rank,
 /* Adds a __metadata__ string entry ("format" is always "pt": setting it to "pt" is a no-op,
  * to anything else STW_METADATA). Setting a key again replaces its value. */
 lq_status lq_stw_set_metadata(lq_stw *w, const char *key, const char *value, lq_error *err);
+/* Lays the tensors out exactly as lq_stw_begin would and returns the padded header length N
+ * (the file is 8 + N + *total bytes) and the data size, touching no file: sizes for a plan
+ * that writes nothing. The writer may still be begun (or aborted) afterwards. Rules as
+ * lq_stw_begin (ST_NUMEL_OVERFLOW, ST_HEADER_LIMIT, STW_STATE). */
+lq_status lq_stw_measure(lq_stw *w, uint64_t *header_len, uint64_t *total, lq_error *err);
 /* Fixes the layout and writes the header to the temporary file. */
 lq_status lq_stw_begin(lq_stw *w, lq_error *err);
 

@@ -925,9 +925,11 @@ static lq_status set_token(rt_tokenizer *t, const bl_tables *bt, int32_t id, con
     return LQ_OK;
 }
 
+/* *out is written on every path (-1 on failure), so no caller can read it unset. */
 static lq_status read_id(const rt_tokenizer *t, const cJSON *v, const char *item, int32_t *out, lq_error *err)
 {
     int64_t id;
+    *out = -1;
     if (lq_json_i64(v, &id) != 0 || id < 0)
         return lq_fail(err, LQ_ERR_CORRUPT, t->file, item, "TOK_VOCAB_ID",
                        "id must be a non-negative integer");

@@ -47,8 +47,12 @@ declare -A maxlen=([safetensors]=65536 [json]=65536 [index]=16384 [config]=16384
 
 # Targets that need files (index, manifest, tokenizer, maskzip) write them under $TMPDIR: a RAM
 # file system when there is one, which makes them about 30 times faster than a disk.
-tmp=/tmp
-if [ -d /dev/shm ] && [ -w /dev/shm ]; then tmp=/dev/shm; fi
+# An explicit TMPDIR wins.
+tmp=${TMPDIR:-}
+if [ -z "$tmp" ]; then
+  tmp=/tmp
+  if [ -d /dev/shm ] && [ -w /dev/shm ]; then tmp=/dev/shm; fi
+fi
 
 bad=0
 for t in "${targets[@]}"; do

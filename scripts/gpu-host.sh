@@ -21,7 +21,7 @@ stages=${*:-test bench}
 mkdir -p "$log"
 cd "$top"
 if ! pkg-config --exists libcjson libpcre2-8 2>/dev/null; then
-  pre=/tmp/mimo-deps
+  pre=${TMPDIR:-/tmp}/mimo-deps
   for f in .deps/*.deb; do dpkg -x "$f" "$pre"; done
   pc="$pre/usr/lib/x86_64-linux-gnu/pkgconfig"
   for f in "$pc"/libcjson.pc "$pc"/libpcre2-*.pc; do [ -f "$f" ] && sed -i "s#=/usr#=$pre/usr#" "$f"; done
@@ -35,7 +35,7 @@ echo "$card" | tee "$log/gpu.txt"
 table=()
 B=build-gpu
 T=$B/tools
-work=${MIMO_GPU_WORK:-/tmp/mimo-gpu}
+work=${MIMO_GPU_WORK:-${TMPDIR:-/tmp}/mimo-gpu}
 mkdir -p "$work"
 
 for s in $stages; do

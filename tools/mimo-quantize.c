@@ -66,7 +66,8 @@ static void usage(FILE *f)
         "  --no-drafter          do not pack a drafter\n"
         "  --dry-run             print the plan, sizes, bits per weight, RAM and disk needed; write nothing\n"
         "  --resume              continue a killed run from its completed shards (same inputs and options)\n"
-        "  --part I/N            convert part I of N (1 <= I <= N <= 4096) into OUT as a part directory\n"
+        "  --part I/N            convert part I of N (1 <= I <= N <= 4096) into OUT as a part directory;\n"
+        "                        free disk is checked against what the part writes\n"
         "  --min-sqnr DB         fail (exit 1) if any MXFP4 tensor's SQNR is below DB\n"
         "  --min-cosine C        fail if any MXFP4 tensor's cosine similarity is below C\n"
         "  --max-clip F          fail if any MXFP4 tensor clips more than fraction F of its elements\n"
@@ -212,37 +213,97 @@ static void on_tensor(void *user, const lq_tensor_event *ev)
 /* ---- the plan, printed ---- */
 
 typedef struct sizes {
-    uint64_t *shard_file;     /* exact file size of each shard (header included) */
-    uint64_t out_total;       /* all output files, extras included */
+    uint64_t *shard_file;     /* exact file size of each shard (header included); a real run
+                               * fills only its part's shards */
+    uint32_t s0, s1;          /* the shards this run writes: [s0, s1) */
+    uint64_t shards;          /* file bytes of shards s0..s1-1 */
+    uint64_t extras;          /* config.json, copied files, drafter (written by part 1) */
+    uint64_t book;            /* this run's bookkeeping in its work directory (an upper estimate) */
+    uint64_t meta;            /* index, manifest and report that finalize/merge write (estimate) */
+    uint64_t out_total;       /* the whole output: every shard, extras and meta */
+    uint64_t need;            /* this run: a single run's whole output and bookkeeping, or one part */
+    uint64_t merge_same_fs;   /* merge with the part directories on OUT's file system (renames) */
+    uint64_t merge_other_fs;  /* merge with them elsewhere (every file copied in) */
+    uint64_t free_b;          /* free bytes where OUT is made */
     uint64_t ram;             /* peak estimate */
 } sizes;
 
-/* Exact shard sizes: lay each header out with the real writer in a scratch directory. */
-static lq_status shard_sizes(const lq_plan *p, sizes *sz, lq_error *err)
+/* Exact file size of each shard in [s0, s1): the headers are laid out by the real writer in
+ * memory (lq_stw_measure), nothing touches the disk. One pass over the plan. */
+static lq_status shard_sizes(const lq_plan *p, uint32_t s0, uint32_t s1, uint64_t *file, lq_error *err)
 {
-    char tmp[] = "/tmp/mimo-dryrun-XXXXXX";
-    if (!mkdtemp(tmp))
-        return lq_fail(err, LQ_ERR_IO, "/tmp", NULL, NULL, "cannot create a scratch directory");
     lq_status st = LQ_OK;
-    sz->shard_file = calloc(p->nshards + 1, sizeof(uint64_t));
-    for (uint32_t s = 0; s < p->nshards && st == LQ_OK && sz->shard_file; s++) {
-        char path[128];
-        snprintf(path, sizeof(path), "%s/s", tmp);
-        lq_stw *w = NULL;
-        st = lq_stw_create(path, &w, err);
-        for (size_t i = 0; i < p->n && st == LQ_OK; i++)
-            if (p->t[i].shard == s)
-                st = lq_stw_add(w, p->t[i].name, p->t[i].dtype, p->t[i].rank, p->t[i].shape, err);
-        if (st == LQ_OK)
-            st = lq_stw_begin(w, err);
-        if (st == LQ_OK)
-            sz->shard_file[s] = 8 + lq_stw_header_len(w) + lq_stw_total_size(w);
-        lq_stw_abort(w);
-    }
-    rmdir(tmp);
-    if (!sz->shard_file)
+    lq_stw **w = calloc((size_t)(s1 - s0) + 1, sizeof(*w));
+    if (!w)
         return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+    for (uint32_t s = s0; s < s1 && st == LQ_OK; s++)
+        st = lq_stw_create(p->shard_names[s], &w[s - s0], err);
+    for (size_t i = 0; i < p->n && st == LQ_OK; i++)
+        if (p->t[i].shard >= s0 && p->t[i].shard < s1)
+            st = lq_stw_add(w[p->t[i].shard - s0], p->t[i].name, p->t[i].dtype, p->t[i].rank, p->t[i].shape, err);
+    for (uint32_t s = s0; s < s1 && st == LQ_OK; s++) {
+        uint64_t hlen = 0, data = 0;
+        if ((st = lq_stw_measure(w[s - s0], &hlen, &data, err)) == LQ_OK)
+            file[s] = 8 + hlen + data;
+    }
+    for (uint32_t s = s0; s < s1; s++)
+        lq_stw_abort(w[s - s0]);
+    free(w);
     return st;
+}
+
+/* Index, manifest and report of the whole output (written by finalize or merge): an upper
+ * estimate from the names. Measured on the tiny fixture: index 44, manifest 182 bytes per tensor
+ * beside its name, report 314 per MXFP4 tensor beside its name. */
+static uint64_t meta_estimate(const lq_plan *p)
+{
+    uint64_t r = 65536 + (uint64_t)p->nshards * 256;
+    for (size_t i = 0; i < p->n; i++) {
+        uint64_t nl = strlen(p->t[i].name), sl = strlen(p->shard_names[p->t[i].shard]);
+        r += 2 * (nl + sl) + 64 + 160;                       /* index and manifest entries */
+        if (p->t[i].rule == LQ_RULE_MXFP4)
+            r += nl + 512;                                    /* report entry */
+    }
+    return r;
+}
+
+/* A part's bookkeeping in its work directory: the plan record (every tensor), one record per
+ * finished shard (error accumulators of its MXFP4 tensors), one per hashed source file. Upper
+ * estimate; measured on the tiny fixture: plan 60 bytes per tensor beside its name, 140 per MXFP4
+ * tensor in a shard record, 144 per source record. */
+static uint64_t book_estimate(const lq_plan *p, size_t nsrc, uint32_t s0, uint32_t s1, uint32_t f0, uint32_t f1)
+{
+    uint64_t r = 8192 + (uint64_t)nsrc * 512 + (uint64_t)(s1 - s0) * 512 + (uint64_t)(f1 - f0) * 256;
+    for (size_t i = 0; i < p->n; i++) {
+        uint64_t nl = strlen(p->t[i].name);
+        r += nl + 128;
+        if (p->t[i].rule == LQ_RULE_MXFP4 && p->t[i].shard >= s0 && p->t[i].shard < s1)
+            r += nl + 256;
+    }
+    return r;
+}
+
+/* Free bytes of the file system where path would be created. MIMO_TEST_FREE_BYTES=N (tests)
+ * stands for the file system's answer. */
+static uint64_t free_space(const char *path)
+{
+    const char *fake = getenv("MIMO_TEST_FREE_BYTES");
+    if (fake && *fake) {
+        char *end = NULL;
+        errno = 0;
+        unsigned long long v = strtoull(fake, &end, 10);
+        if (!errno && end && !*end && fake[0] != '-')
+            return (uint64_t)v;
+    }
+    char parent[4200];
+    snprintf(parent, sizeof(parent), "%s", path);
+    char *sl = strrchr(parent, '/');
+    if (sl)
+        *sl = 0;
+    struct statvfs vfs;
+    if (statvfs(sl ? (parent[0] ? parent : "/") : ".", &vfs) != 0)
+        return UINT64_MAX; /* unknown: the run itself reports a full disk */
+    return (uint64_t)vfs.f_bavail * vfs.f_frsize;
 }
 
 static uint64_t ram_estimate(const lq_plan *p, int threads)
@@ -283,15 +344,6 @@ static void print_plan(const cli *c, const lq_plan *p, const sizes *sz)
         cls_params[t->mclass] += params;
         cls_bytes[t->mclass] += t->nbytes;
     }
-    struct statvfs vfs;
-    char parent[4096];
-    snprintf(parent, sizeof(parent), "%s", c->out);
-    char *sl = strrchr(parent, '/');
-    if (sl)
-        *sl = 0;
-    else
-        snprintf(parent, sizeof(parent), ".");
-    uint64_t free_b = statvfs(parent[0] ? parent : "/", &vfs) == 0 ? (uint64_t)vfs.f_bavail * vfs.f_frsize : 0;
     if (c->json) {
         lq_jw *w = lq_jw_new(2);
         lq_jw_begin_object(w);
@@ -356,10 +408,42 @@ static void print_plan(const cli *c, const lq_plan *p, const sizes *sz)
         lq_jw_end_object(w);
         lq_jw_key(w, "ram_bytes");
         lq_jw_u64(w, sz->ram);
-        lq_jw_key(w, "disk_bytes");
+        lq_jw_key(w, "output_bytes");
         lq_jw_u64(w, sz->out_total);
+        lq_jw_key(w, "disk_bytes");
+        lq_jw_u64(w, sz->need);
         lq_jw_key(w, "disk_free_bytes");
-        lq_jw_u64(w, free_b);
+        if (sz->free_b == UINT64_MAX)
+            lq_jw_null(w);
+        else
+            lq_jw_u64(w, sz->free_b);
+        if (c->nparts > 1) {
+            lq_jw_key(w, "part");
+            lq_jw_begin_object(w);
+            lq_jw_key(w, "index");
+            lq_jw_u64(w, c->part);
+            lq_jw_key(w, "of");
+            lq_jw_u64(w, c->nparts);
+            lq_jw_key(w, "shards");
+            lq_jw_begin_array(w);
+            for (uint32_t s = sz->s0; s < sz->s1; s++)
+                lq_jw_string(w, p->shard_names[s]);
+            lq_jw_end_array(w);
+            lq_jw_key(w, "shard_bytes");
+            lq_jw_u64(w, sz->shards);
+            lq_jw_key(w, "extras_bytes");
+            lq_jw_u64(w, c->part == 1 ? sz->extras : 0);
+            lq_jw_key(w, "record_bytes");
+            lq_jw_u64(w, sz->book);
+            lq_jw_end_object(w);
+            lq_jw_key(w, "merge");
+            lq_jw_begin_object(w);
+            lq_jw_key(w, "disk_bytes_same_fs");
+            lq_jw_u64(w, sz->merge_same_fs);
+            lq_jw_key(w, "disk_bytes_other_fs");
+            lq_jw_u64(w, sz->merge_other_fs);
+            lq_jw_end_object(w);
+        }
         lq_jw_end_object(w);
         char *text = NULL;
         if (lq_jw_finish(w, &text, NULL, NULL) == LQ_OK)
@@ -398,8 +482,24 @@ static void print_plan(const cli *c, const lq_plan *p, const sizes *sz)
         if (cls_params[k])
             printf("  %-15s %8.3f  (%" PRIu64 " params)\n", lq_plan_class_name(k),
                    8.0 * (double)cls_bytes[k] / (double)cls_params[k], cls_params[k]);
-    printf("needs: about %.0f MiB of RAM at peak, %" PRIu64 " bytes of disk (%" PRIu64 " free)\n",
-           (double)sz->ram / 1048576.0, sz->out_total, free_b);
+    char fb[32] = "unknown";
+    if (sz->free_b != UINT64_MAX)
+        snprintf(fb, sizeof(fb), "%" PRIu64, sz->free_b);
+    if (c->nparts > 1) {
+        if (sz->s1 > sz->s0)
+            printf("part %u/%u: shards %s .. %s (%u of %u, %" PRIu64 " bytes)%s\n", c->part, c->nparts,
+                   p->shard_names[sz->s0], p->shard_names[sz->s1 - 1], sz->s1 - sz->s0, p->nshards, sz->shards,
+                   c->part == 1 ? ", config.json, copied files and the drafter" : "");
+        else
+            printf("part %u/%u: no shards (more parts than the %u shards)%s\n", c->part, c->nparts, p->nshards,
+                   c->part == 1 ? "; config.json, copied files and the drafter" : "");
+    }
+    printf("needs: about %.0f MiB of RAM at peak, %" PRIu64 " bytes of disk (%s free)%s\n",
+           (double)sz->ram / 1048576.0, sz->need, fb, c->nparts > 1 ? " for this part" : "");
+    if (c->nparts > 1)
+        printf("merge: the whole output is %" PRIu64 " bytes; merge needs %" PRIu64 " bytes on OUT's file system "
+               "when the part directories are on it (shards are renamed), %" PRIu64 " when they are elsewhere "
+               "(copied)\n", sz->out_total, sz->merge_same_fs, sz->merge_other_fs);
 }
 
 /* ---- files that travel with the model ---- */
@@ -814,43 +914,70 @@ int main(int argc, char **argv)
                                      lq_st_file_size(lq_ckpt_shard(lq_drafter_ckpt(dr), i)));
     }
 
-    /* Exact shard file sizes for --dry-run (headers laid out by the real writer in /tmp); a
-     * real run only needs a bound for its free-space check. */
-    if (c.dry_run && (st = shard_sizes(plan, &sz, &err)) != LQ_OK) {
+    /* Disk: exact shard sizes (headers laid out in memory, nothing written) for the shards this
+     * run writes, or for every shard in a dry run; estimates for the bookkeeping and the index,
+     * manifest and report. A part needs only its own shards and records (part 1 also the extras);
+     * the whole output is merge's business. */
+    if (!(sz.shard_file = calloc(plan->nshards + 1, sizeof(uint64_t)))) {
+        lq_fail(&err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
         print_err(&err);
         goto done;
     }
+    lq_part_range(plan->nshards, c.part, c.nparts, &sz.s0, &sz.s1);
+    if ((st = shard_sizes(plan, c.dry_run ? 0 : sz.s0, c.dry_run ? plan->nshards : sz.s1, sz.shard_file, &err)) !=
+        LQ_OK) {
+        print_err(&err);
+        goto done;
+    }
+    {
+        uint32_t f0, f1;
+        size_t nsrc = lq_ckpt_shard_count(ck);
+        lq_part_range((uint32_t)nsrc, c.part, c.nparts, &f0, &f1);
+        for (uint32_t s = sz.s0; s < sz.s1; s++)
+            sz.shards += sz.shard_file[s];
+        char cfg[4200];
+        snprintf(cfg, sizeof(cfg), "%s/config.json", c.src);
+        sz.extras = 4096 + (stat(cfg, &sb) == 0 ? (uint64_t)sb.st_size * 2 : 0); /* config.json, re-indented */
+        for (size_t i = 0; i < extras.n; i++)
+            if (stat(extras.f[i].src_path, &sb) == 0)
+                sz.extras += (uint64_t)sb.st_size;
+        if (dr) {
+            const lq_ckpt *dck = lq_drafter_ckpt(dr);
+            for (size_t i = 0; i < lq_ckpt_shard_count(dck); i++)
+                sz.extras += lq_st_file_size(lq_ckpt_shard(dck, i)) + 4096;
+            sz.extras += 4096 + (uint64_t)lq_ckpt_count(dck) * 1024; /* its index */
+        }
+        sz.book = book_estimate(plan, nsrc, sz.s0, sz.s1, f0, f1);
+        sz.meta = meta_estimate(plan);
+        sz.out_total = sz.extras + sz.meta;
+        for (uint32_t s = 0; s < plan->nshards; s++)
+            sz.out_total += c.dry_run || (s >= sz.s0 && s < sz.s1) ? sz.shard_file[s] : plan->shard_bytes[s] + 8;
+        if (!c.dry_run)
+            for (size_t i = 0; i < plan->n; i++)
+                if (plan->t[i].shard < sz.s0 || plan->t[i].shard >= sz.s1)
+                    sz.out_total += strlen(plan->t[i].name) + 80; /* other shards' headers: a bound */
+        sz.merge_same_fs = sz.meta;
+        sz.merge_other_fs = sz.out_total;
+        sz.need = c.nparts == 1 ? sz.out_total + sz.book : sz.shards + sz.book + (c.part == 1 ? sz.extras : 0);
+        sz.free_b = free_space(c.out);
+    }
     sz.ram = ram_estimate(plan, c.threads);
-    for (uint32_t s = 0; s < plan->nshards; s++)
-        sz.out_total += c.dry_run ? sz.shard_file[s] : plan->shard_bytes[s] + 8;
-    if (!c.dry_run)
-        sz.out_total += (uint64_t)plan->n * 300; /* headers: an upper bound */
-    for (size_t i = 0; i < extras.n; i++)
-        if (stat(extras.f[i].src_path, &sb) == 0)
-            sz.out_total += (uint64_t)sb.st_size;
-    if (dr)
-        for (size_t i = 0; i < lq_ckpt_shard_count(lq_drafter_ckpt(dr)); i++)
-            sz.out_total += lq_st_file_size(lq_ckpt_shard(lq_drafter_ckpt(dr), i)) + 4096;
-    sz.out_total += (uint64_t)plan->n * 200 + 4096; /* index, manifest, report: an upper estimate */
     if (c.dry_run) {
         print_plan(&c, plan, &sz);
         rc = 0;
         goto done;
     }
-    if (!c.resume) {
-        struct statvfs vfs;
-        char parent[4200];
-        snprintf(parent, sizeof(parent), "%s", c.out);
-        char *sl = strrchr(parent, '/');
-        if (sl)
-            *sl = 0;
-        if (statvfs(sl ? (parent[0] ? parent : "/") : ".", &vfs) == 0 &&
-            (uint64_t)vfs.f_bavail * vfs.f_frsize < sz.out_total) {
+    if (!c.resume && sz.free_b < sz.need) {
+        if (c.nparts == 1)
             lq_fail(&err, LQ_ERR_IO, c.out, NULL, "RUN_DISK", "needs %" PRIu64 " bytes, %" PRIu64 " free",
-                    sz.out_total, (uint64_t)vfs.f_bavail * vfs.f_frsize);
-            print_err(&err);
-            goto done;
-        }
+                    sz.need, sz.free_b);
+        else
+            lq_fail(&err, LQ_ERR_IO, c.out, NULL, "RUN_DISK",
+                    "part %u/%u needs %" PRIu64 " bytes (%u shards of %" PRIu64 " bytes, records%s), %" PRIu64
+                    " free", c.part, c.nparts, sz.need, sz.s1 - sz.s0, sz.shards,
+                    c.part == 1 ? ", config, copied files and drafter" : "", sz.free_b);
+        print_err(&err);
+        goto done;
     }
 
     struct sigaction sa;

@@ -185,8 +185,10 @@ static uint64_t row_bytes(kn_wfmt f, uint64_t cols)
     }
 }
 
+/* *f is written on every path (meaningful only with LQ_OK), so no caller can read it unset. */
 static lq_status wfmt_of(const rt_linear *l, kn_wfmt *f, lq_error *err)
 {
+    *f = KN_W_BF16;
     if (l->fmt == RT_W_MXFP4) {
         *f = KN_W_MXFP4;
         return LQ_OK;

@@ -297,6 +297,55 @@ static void test_chunked_equals_whole(void)
     free(p2);
 }
 
+/* lq_stw_measure: the header length and data size lq_stw_begin then gives, the file size
+ * 8 + N + total, nothing created (not even in the directory of a path that does not exist);
+ * the writer can be measured twice and begun afterwards, giving the same file. */
+static void test_measure(void)
+{
+    lq_error err;
+    char *missing = tu_path(g_dir, "no-such-dir/m.safetensors");
+    char *path = tu_path(g_dir, "measured.safetensors");
+    uint64_t sh_a[2] = {300, 129}, sh_b[1] = {1000}, sh_c[1] = {0}, sh_d[3] = {7, 11, 13};
+    const char *names[4] = {"model.layers.0.mlp.experts.0.up_proj.weight", "b\"q", "c", "zz.\xc3\xa9"};
+    for (int pass = 0; pass < 2; pass++) {
+        lq_stw *w = NULL;
+        CHECK(lq_stw_create(pass ? path : missing, &w, &err) == LQ_OK);
+        CHECK(lq_stw_add(w, names[0], LQ_DTYPE_BF16, 2, sh_a, &err) == LQ_OK);
+        CHECK(lq_stw_add(w, names[1], LQ_DTYPE_F32, 1, sh_b, &err) == LQ_OK);
+        CHECK(lq_stw_add(w, names[2], LQ_DTYPE_F32, 1, sh_c, &err) == LQ_OK);
+        CHECK(lq_stw_add(w, names[3], LQ_DTYPE_U8, 3, sh_d, &err) == LQ_OK);
+        uint64_t n1 = 0, t1 = 0, n2 = 1, t2 = 1;
+        CHECK(lq_stw_measure(w, &n1, &t1, &err) == LQ_OK);
+        CHECK(lq_stw_measure(w, &n2, &t2, &err) == LQ_OK);
+        CHECK_EQ_U64(n1, n2);
+        CHECK_EQ_U64(t1, t2);
+        CHECK_EQ_U64(n1 % 8, 0);
+        CHECK_EQ_U64(t1, 300 * 129 * 2 + 1000 * 4 + 7 * 11 * 13);
+        CHECK(!tu_exists(missing));
+        if (!pass) {
+            lq_stw_abort(w);
+            continue;
+        }
+        CHECK_EQ_U64(tu_hidden_count(g_dir), 0); /* no temporary before lq_stw_begin */
+        CHECK(lq_stw_begin(w, &err) == LQ_OK);
+        CHECK_EQ_U64(lq_stw_header_len(w), n1);
+        CHECK_EQ_U64(lq_stw_total_size(w), t1);
+        CHECK(lq_stw_measure(w, NULL, NULL, &err) == LQ_ERR_INVALID_ARGUMENT); /* after begin */
+        CHECK_STR(err.rule, "STW_STATE");
+        CHECK(write_all(w, &err) == LQ_OK);
+        uint64_t fsize = 0;
+        CHECK(lq_stw_finish(w, NULL, &fsize, &err) == LQ_OK);
+        CHECK_EQ_U64(fsize, 8 + n1 + t1);
+        size_t len = 0;
+        unsigned char *buf = tu_read(path, &len);
+        CHECK(buf && len == 8 + n1 + t1);
+        free(buf);
+    }
+    unlink(path);
+    free(path);
+    free(missing);
+}
+
 /* Declaration errors: each rule id, and the writer stays usable for valid tensors. */
 static void test_add_errors(void)
 {
@@ -704,6 +753,7 @@ int main(void)
     test_layout_rules();
     test_escaping();
     test_chunked_equals_whole();
+    test_measure();
     test_add_errors();
     test_write_errors();
     test_empty_files();

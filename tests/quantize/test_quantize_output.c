@@ -12,7 +12,10 @@
  *    compressed-tensors config, and the same bytes as the mimo layout (one codec, two names);
  *    refused on the fp8 fixture (PLAN_LAYOUT, exit 3), writing nothing.
  * 3. --dry-run --format json: shard names and exact file sizes, tensor counts and total_size
- *    equal the real run's; nothing is written (no OUT, no work directory).
+ *    equal the real run's; nothing is written: the runs have a file-size limit of 0 (one byte
+ *    written to any file anywhere kills them with SIGXFSZ; stdout is a pipe), TMPDIR points at an
+ *    empty directory that stays empty, and neither OUT nor its work directory appears; the text
+ *    form prints the same shard sizes.
  * 4. --sign-key with an Ed25519 key made by the openssl CLI: the signature verifies through
  *    lq_sig_read + lq_ed25519_verify_raw and through `openssl pkeyutl -verify -rawin` (the raw
  *    signature taken from the hex in the .sig file); a manifest with one flipped byte fails
@@ -23,8 +26,11 @@
  *    That run also uses --format json with a double quote in OUT's name: its stdout must be one
  *    strict JSON object naming OUT. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -162,6 +168,50 @@ static uint64_t file_size(const char *p)
     return stat(p, &sb) == 0 ? (uint64_t)sb.st_size : UINT64_MAX;
 }
 
+/* Runs argv with RLIMIT_FSIZE 0, so that writing one byte to any regular file anywhere kills it
+ * with SIGXFSZ; its stdout comes through a pipe and is saved to out_path by this process, its
+ * stderr goes to /dev/null. The exit code, or 128 + the signal. */
+static int run_no_file_writes(const char *const *argv, const char *out_path)
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        return -1;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], STDOUT_FILENO);
+        close(fds[0]);
+        close(fds[1]);
+        int dn = open("/dev/null", O_WRONLY);
+        if (dn >= 0)
+            dup2(dn, STDERR_FILENO);
+        struct rlimit rl = {0, 0};
+        signal(SIGXFSZ, SIG_DFL);
+        if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+            _exit(126);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    if (pid < 0) {
+        close(fds[0]);
+        return -1;
+    }
+    FILE *f = fopen(out_path, "wb");
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(fds[0], buf, sizeof(buf))) > 0 || (n < 0 && errno == EINTR))
+        if (n > 0 && f)
+            fwrite(buf, 1, (size_t)n, f);
+    close(fds[0]);
+    if (f)
+        fclose(f);
+    int st;
+    if (waitpid(pid, &st, 0) != pid)
+        return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : WIFSIGNALED(st) ? 128 + WTERMSIG(st) : -1;
+}
+
 static void case_dry_run(const char *variant)
 {
     char src[1024];
@@ -175,12 +225,31 @@ static void case_dry_run(const char *variant)
     qt_fmt(out, sizeof(out), "%s/out", par);
     char jf[1024];
     qt_fmt(jf, sizeof(jf), "%s/dry-%s.json", root, variant);
-    int rc = qt_runl(&(qt_run_opts){.out_path = jf}, Q, src, out, "--max-shard-size", "4M", "--dry-run", "--format",
-                     "json", "-q", (char *)NULL);
-    CHECK_MSG(rc == 0, "dry run exited %d", rc);
+    char tf[1024], tmpd[1024];
+    qt_fmt(tf, sizeof(tf), "%s/dry-%s.txt", root, variant);
+    qt_fmt(tmpd, sizeof(tmpd), "%s/tmpdir-%s", root, variant);
+    mkdir(tmpd, 0755);
+    const char *old_tmp = getenv("TMPDIR");
+    char *saved = old_tmp ? strdup(old_tmp) : NULL;
+    setenv("TMPDIR", tmpd, 1);
+    int rc = run_no_file_writes((const char *const[]){Q, src, out, "--max-shard-size", "4M", "--dry-run", "--format",
+                                                      "json", "-q", NULL}, jf);
+    CHECK_MSG(rc == 0, "dry run exited %d%s", rc, rc == 128 + SIGXFSZ ? " (it wrote to a file)" : "");
+    int rc2 = run_no_file_writes((const char *const[]){Q, src, out, "--max-shard-size", "4M", "--dry-run", "-q", NULL},
+                                 tf);
+    CHECK_MSG(rc2 == 0, "dry run (text) exited %d%s", rc2, rc2 == 128 + SIGXFSZ ? " (it wrote to a file)" : "");
+    if (saved)
+        setenv("TMPDIR", saved, 1);
+    else
+        unsetenv("TMPDIR");
+    free(saved);
     char **left = qt_list(par);
     CHECK_MSG(qt_count_names(left) == 0, "--dry-run wrote %s", left && left[0] ? left[0] : "?");
     qt_free_names(left);
+    left = qt_list(tmpd);
+    CHECK_MSG(left && qt_count_names(left) == 0, "--dry-run wrote %s in TMPDIR", left && left[0] ? left[0] : "?");
+    qt_free_names(left);
+    CHECK_MSG(!qt_exists(out) && !qt_exists(qt_p("%s.mimo-partial", out)), "--dry-run created OUT or its work directory");
     cJSON *j = qt_json(jf);
     lq_ckpt *ck = NULL;
     if (!j || lq_ckpt_open(real, NULL, &ck, NULL) != LQ_OK) {
@@ -205,6 +274,8 @@ static void case_dry_run(const char *variant)
         uint64_t real_size = file_size(qt_p("%s/%s", real, nm));
         CHECK_MSG(fb == real_size, "dry-run size of %s: %llu, real %llu", nm, (unsigned long long)fb,
                   (unsigned long long)real_size);
+        CHECK_MSG(qt_file_contains(tf, qt_p("  %s  %llu bytes\n", nm, (unsigned long long)real_size)) == 1,
+                  "the text dry run does not print %s with %llu bytes", nm, (unsigned long long)real_size);
     }
     /* Tensor counts against the real output: MXFP4 weights have a U8 *_scale partner. */
     size_t nq = 0;

@@ -14,7 +14,14 @@
  *    completes with --part 3/3 --resume.
  * 3. A merge killed (MIMO_TEST_KILL_AFTER_BYTES=1: at its first written byte, the index, after
  *    the shards were moved) is completed by running the same merge again, as a killed conversion
- *    is by --resume (convert.h: a kill at any instant leaves work that can be finished). */
+ *    is by --resume (convert.h: a kill at any instant leaves work that can be finished).
+ * 4. Disk space of a part (MIMO_TEST_FREE_BYTES stands for the file system's free space):
+ *    `--dry-run --part I/3 --format json` gives the part's need (disk_bytes), below the whole
+ *    output (output_bytes), and merge's needs; with free space between the two the part runs,
+ *    writes exactly the shards and sizes the dry run named, and uses no more than the need; with
+ *    one byte less than the need it exits 3 with RUN_DISK naming the need and creates nothing.
+ *    A single run with the same free space (below the whole output) is refused. Parts 1 (with
+ *    config, copied files and drafter) and 2. */
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -161,6 +168,121 @@ static void case_parts(const char *ref)
                     "killed at a byte, before and after the publishing rename finished by a rerun\n");
 }
 
+static uint64_t tree_bytes(const char *dir)
+{
+    qt_tree t = {0};
+    uint64_t n = 0;
+    if (qt_tree_scan(dir, &t) != 0)
+        return UINT64_MAX;
+    for (size_t i = 0; i < t.n; i++)
+        n += t.e[i].is_dir ? 0 : t.e[i].size;
+    qt_tree_free(&t);
+    return n;
+}
+
+static uint64_t ju64(const cJSON *o, const char *key)
+{
+    uint64_t v = 0;
+    return lq_json_u64(lq_json_get(o, key), &v) == 0 ? v : UINT64_MAX;
+}
+
+static void case_part_disk(const char *ref)
+{
+    for (int part = 1; part <= 2; part++) {
+        char jf[1100], out[1100], errf[1100];
+        qt_fmt(jf, sizeof(jf), "%s/disk-dry-%d.json", root, part);
+        qt_fmt(out, sizeof(out), "%s/disk-part%d", root, part);
+        qt_fmt(errf, sizeof(errf), "%s/disk-part%d.err", root, part);
+        const char *pa = qt_p("%d/3", part);
+        int rc = qt_runl(&(qt_run_opts){.out_path = jf}, Q, src, out, "--max-shard-size", "4M", "--part", pa,
+                         "--dry-run", "--format", "json", "-q", (char *)NULL);
+        CHECK_MSG(rc == 0, "--dry-run --part %s: exit %d", pa, rc);
+        cJSON *j = qt_json(jf);
+        const cJSON *pj = lq_json_get(j, "part"), *mj = lq_json_get(j, "merge");
+        uint64_t need = ju64(j, "disk_bytes"), whole = ju64(j, "output_bytes");
+        if (!j || !pj || !mj || need == UINT64_MAX || whole == UINT64_MAX) {
+            TH_REPORT("--dry-run --part %s: no disk_bytes, output_bytes, part or merge in its JSON", pa);
+            cJSON_Delete(j);
+            continue;
+        }
+        CHECK_MSG(need < whole / 2, "part %s needs %llu bytes, the whole output %llu", pa, (unsigned long long)need,
+                  (unsigned long long)whole);
+        CHECK_EQ_U64(ju64(pj, "index"), (uint64_t)part);
+        CHECK(ju64(mj, "disk_bytes_other_fs") == whole && ju64(mj, "disk_bytes_same_fs") < whole / 4);
+        /* Merge needs (an estimate) at least the index, manifest and report of one run. */
+        uint64_t meta = 0;
+        for (const char *const *f = (const char *const[]){"model.safetensors.index.json", LQ_MANIFEST_FILE,
+                                                            LQ_REPORT_FILE, NULL}; *f; f++) {
+            uint64_t sz = 0;
+            qt_sha256_file(qt_p("%s/%s", ref, *f), (char[65]){0}, &sz);
+            meta += sz;
+        }
+        CHECK_MSG(ju64(mj, "disk_bytes_same_fs") >= meta, "merge same-fs need %llu below the %llu bytes merge writes",
+                  (unsigned long long)ju64(mj, "disk_bytes_same_fs"), (unsigned long long)meta);
+        CHECK_MSG(whole >= tree_bytes(ref), "whole output %llu below the real one's %llu", (unsigned long long)whole,
+                  (unsigned long long)tree_bytes(ref));
+        /* One byte short: refused, naming the need; nothing created. */
+        char nb[32];
+        snprintf(nb, sizeof(nb), "%llu", (unsigned long long)(need - 1));
+        setenv("MIMO_TEST_FREE_BYTES", nb, 1);
+        rc = quant(out, NULL, errf, EXTRA("--part", pa));
+        CHECK_MSG(rc == 3, "--part %s with %s bytes free: exit %d, want 3", pa, nb, rc);
+        CHECK_MSG(qt_file_contains(errf, ": RUN_DISK: ") == 1 &&
+                      qt_file_contains(errf, qt_p("needs %llu bytes", (unsigned long long)need)) == 1,
+                  "--part %s with %s bytes free: stderr does not name RUN_DISK and the need %llu", pa, nb,
+                  (unsigned long long)need);
+        CHECK_MSG(!qt_exists(out), "--part %s refused for disk space but created %s", pa, out);
+        /* Between the part's need and the whole output: the part runs; a single run does not. */
+        snprintf(nb, sizeof(nb), "%llu", (unsigned long long)(need + (whole - need) / 2));
+        setenv("MIMO_TEST_FREE_BYTES", nb, 1);
+        rc = quant(out, NULL, errf, EXTRA("--part", pa));
+        CHECK_MSG(rc == 0, "--part %s with %s bytes free (needs %llu, whole output %llu): exit %d", pa, nb,
+                  (unsigned long long)need, (unsigned long long)whole, rc);
+        if (part == 1) {
+            const char *one = qt_p("%s/disk-single", root);
+            rc = quant(one, NULL, errf, NULL);
+            CHECK_MSG(rc == 3 && qt_file_contains(errf, ": RUN_DISK: ") == 1,
+                      "a single run with %s bytes free (whole output %llu): exit %d, want 3 with RUN_DISK", nb,
+                      (unsigned long long)whole, rc);
+            CHECK(!qt_exists(one) && !qt_exists(qt_p("%s.mimo-partial", one)));
+        }
+        unsetenv("MIMO_TEST_FREE_BYTES");
+        uint64_t used = tree_bytes(out);
+        CHECK_MSG(used <= need, "part %s wrote %llu bytes, more than its need %llu", pa, (unsigned long long)used,
+                  (unsigned long long)need);
+        /* Exactly the shards the dry run named for the part, at the sizes it printed. */
+        const cJSON *names = lq_json_get(pj, "shards"), *nm, *sh;
+        size_t nshards = 0;
+        cJSON_ArrayForEach(nm, names) {
+            const char *n = cJSON_GetStringValue(nm);
+            uint64_t want = UINT64_MAX, got = 0;
+            cJSON_ArrayForEach(sh, lq_json_get(j, "shards")) {
+                const char *sn = cJSON_GetStringValue(lq_json_get(sh, "name"));
+                if (n && sn && !strcmp(sn, n))
+                    want = ju64(sh, "file_bytes");
+            }
+            struct stat sb;
+            got = n && stat(qt_p("%s/%s", out, n), &sb) == 0 ? (uint64_t)sb.st_size : 0;
+            CHECK_MSG(got == want, "part %s: %s is %llu bytes, the dry run said %llu", pa, n ? n : "?",
+                      (unsigned long long)got, (unsigned long long)want);
+            nshards++;
+        }
+        char **ls = qt_list(out);
+        size_t nfiles = 0;
+        for (size_t i = 0; ls && ls[i]; i++) {
+            size_t l = strlen(ls[i]);
+            nfiles += ls[i][0] != '.' && l > 12 && !strcmp(ls[i] + l - 12, ".safetensors");
+        }
+        qt_free_names(ls);
+        CHECK_EQ_U64(nfiles, nshards);
+        CHECK(nshards > 0);
+        fprintf(stderr, "disk: part %s needs %llu bytes (wrote %llu), the whole output %llu: runs with %s free, "
+                        "refused with one byte less than its need\n", pa, (unsigned long long)need,
+                (unsigned long long)used, (unsigned long long)whole, nb);
+        cJSON_Delete(j);
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -183,6 +305,7 @@ int main(int argc, char **argv)
     if (rc == 0) {
         case_threads(ref);
         case_parts(ref);
+        case_part_disk(ref);
     }
     qt_rmtree(root);
     return th_finish("test_quantize_parts");
