@@ -644,7 +644,33 @@ typedef struct part_ctx {
     size_t scales_quant;
     uint64_t done_bytes, total_bytes;
     size_t done_tensors, total_tensors;
+    /* The plan's tensors grouped by shard, each group in plan order: shard s holds
+     * by_shard[shard_first[s] .. shard_first[s + 1]) (indices into p->t). */
+    size_t *shard_first, *by_shard;
 } part_ctx;
+
+/* Groups the plan's tensors by shard (a counting sort, so one pass per shard is not needed). */
+static int group_by_shard(part_ctx *pc)
+{
+    const lq_plan *p = pc->p;
+    pc->shard_first = calloc((size_t)p->nshards + 2, sizeof(size_t));
+    pc->by_shard = calloc(p->n + 1, sizeof(size_t));
+    if (!pc->shard_first || !pc->by_shard)
+        return -1;
+    for (size_t i = 0; i < p->n; i++)
+        pc->shard_first[p->t[i].shard + 1]++;
+    for (uint32_t s = 0; s < p->nshards; s++)
+        pc->shard_first[s + 1] += pc->shard_first[s];
+    size_t *fill = calloc((size_t)p->nshards + 1, sizeof(size_t));
+    if (!fill)
+        return -1;
+    for (size_t i = 0; i < p->n; i++) {
+        uint32_t s = p->t[i].shard;
+        pc->by_shard[pc->shard_first[s] + fill[s]++] = i;
+    }
+    free(fill);
+    return 0;
+}
 
 static uint64_t src_bytes_of(const lq_plan_tensor *t)
 {
@@ -799,11 +825,10 @@ static lq_status write_shard(part_ctx *pc, uint32_t s, lq_error *err)
     const lq_plan *p = pc->p;
     lq_status st = LQ_OK;
     char *path = path_join(pc->work, p->shard_names[s]);
-    size_t cnt = 0;
-    for (size_t i = 0; i < p->n; i++)
-        cnt += p->t[i].shard == s;
+    const size_t *members = pc->by_shard + pc->shard_first[s];
+    size_t cnt = pc->shard_first[s + 1] - pc->shard_first[s];
     const lq_plan_tensor **byname = calloc(cnt + 1, sizeof(*byname));
-    lq_err_acc *accs = calloc(p->nquant + 1, sizeof(*accs));
+    lq_err_acc *accs = calloc(cnt + 1, sizeof(*accs));
     const lq_plan_tensor **qt = calloc(cnt + 1, sizeof(*qt));
     size_t nq = 0;
     lq_stw *w = NULL;
@@ -813,16 +838,15 @@ static lq_status write_shard(part_ctx *pc, uint32_t s, lq_error *err)
         st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
         goto cleanup;
     }
-    cnt = 0;
-    for (size_t i = 0; i < p->n; i++)
-        if (p->t[i].shard == s)
-            byname[cnt++] = &p->t[i];
+    for (size_t k = 0; k < cnt; k++)
+        byname[k] = &p->t[members[k]];
     qsort(byname, cnt, sizeof(*byname), cmp_plan_name);
     if ((st = lq_stw_create(path, &w, err)) != LQ_OK)
         goto cleanup;
-    for (size_t i = 0; i < p->n && st == LQ_OK; i++)
-        if (p->t[i].shard == s)
-            st = lq_stw_add(w, p->t[i].name, p->t[i].dtype, p->t[i].rank, p->t[i].shape, err);
+    for (size_t k = 0; k < cnt && st == LQ_OK; k++) {
+        const lq_plan_tensor *t = &p->t[members[k]];
+        st = lq_stw_add(w, t->name, t->dtype, t->rank, t->shape, err);
+    }
     if (st != LQ_OK || (st = lq_stw_begin(w, err)) != LQ_OK)
         goto cleanup;
     const char *next;
@@ -877,10 +901,11 @@ static lq_status write_shard(part_ctx *pc, uint32_t s, lq_error *err)
                 pc->o->progress(pc->o->user, &ev);
         }
     }
-    /* Per-tensor CRC-32C, for verifiers to name a damaged tensor (file order). */
+    /* Per-tensor CRC-32C, for verifiers to name a damaged tensor (file order). The names are
+     * the plan's (the writer's own copies go with it). */
     size_t nt = lq_stw_count(w);
     uint32_t *crcs = calloc(nt + 1, sizeof(uint32_t));
-    char **crc_names = calloc(nt + 1, sizeof(char *));
+    const char **crc_names = calloc(nt + 1, sizeof(char *));
     if (!crcs || !crc_names) {
         free(crcs);
         free(crc_names);
@@ -888,16 +913,16 @@ static lq_status write_shard(part_ctx *pc, uint32_t s, lq_error *err)
         goto cleanup;
     }
     for (size_t i = 0; i < nt; i++) {
+        const lq_plan_tensor key = {.name = (char *)lq_stw_tensor(w, i)->name}, *kp = &key;
+        const lq_plan_tensor **hit = bsearch(&kp, byname, cnt, sizeof(*byname), cmp_plan_name);
         crcs[i] = lq_stw_crc32c(w, i);
-        crc_names[i] = strdup(lq_stw_tensor(w, i)->name);
+        crc_names[i] = hit ? (*hit)->name : NULL;
     }
     uint8_t sha[32];
     uint64_t size = 0;
     st = lq_stw_finish(w, sha, &size, err);
     w = NULL;
     if (st != LQ_OK) {
-        for (size_t i = 0; i < nt; i++)
-            free(crc_names[i]);
         free(crcs);
         free(crc_names);
         goto cleanup;
@@ -940,7 +965,6 @@ static lq_status write_shard(part_ctx *pc, uint32_t s, lq_error *err)
         lq_jw_string(jw, crc_names[i] ? crc_names[i] : "");
         lq_jw_string(jw, hx8);
         lq_jw_end_array(jw);
-        free(crc_names[i]);
     }
     free(crcs);
     free(crc_names);
@@ -1311,6 +1335,12 @@ lq_status lq_run_part(const lq_ckpt *src, const lq_plan *p, const char *work, co
             goto cleanup;
     }
 
+    /* The plan's text and an earlier run's plan are not needed past this point. */
+    cJSON_Delete(old);
+    old = NULL;
+    free(plan_txt);
+    plan_txt = NULL;
+
     /* Shards and source files of this part: contiguous ranges. */
     uint32_t s0 = (uint32_t)((uint64_t)p->nshards * (o->part - 1) / o->nparts);
     uint32_t s1 = (uint32_t)((uint64_t)p->nshards * o->part / o->nparts);
@@ -1325,11 +1355,17 @@ lq_status lq_run_part(const lq_ckpt *src, const lq_plan *p, const char *work, co
     else
         hash_worker(&ht);
 
-    for (size_t i = 0; i < p->n; i++)
-        if (p->t[i].shard >= s0 && p->t[i].shard < s1 && p->t[i].rule != LQ_RULE_MXFP4_SCALE) {
-            pc.total_bytes += src_bytes_of(&p->t[i]);
+    if (group_by_shard(&pc) != 0) {
+        st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+        goto cleanup;
+    }
+    for (size_t k = pc.shard_first[s0]; k < pc.shard_first[s1]; k++) {
+        const lq_plan_tensor *t = &p->t[pc.by_shard[k]];
+        if (t->rule != LQ_RULE_MXFP4_SCALE) {
+            pc.total_bytes += src_bytes_of(t);
             pc.total_tensors++;
         }
+    }
     pc.chunk_elems = LQ_CONVERT_CHUNK_ELEMS > p->max_quant_cols ? LQ_CONVERT_CHUNK_ELEMS : p->max_quant_cols;
     pc.f32 = malloc(pc.chunk_elems * sizeof(float) + 16);
     pc.packed = malloc(pc.chunk_elems / 2 + 16);
@@ -1342,11 +1378,13 @@ lq_status lq_run_part(const lq_ckpt *src, const lq_plan *p, const char *work, co
         if ((st = check_done(work, p->shard_names[s], &done, err)) != LQ_OK)
             goto cleanup;
         if (done) {
-            for (size_t i = 0; i < p->n; i++)
-                if (p->t[i].shard == s && p->t[i].rule != LQ_RULE_MXFP4_SCALE) {
-                    pc.done_bytes += src_bytes_of(&p->t[i]);
+            for (size_t k = pc.shard_first[s]; k < pc.shard_first[s + 1]; k++) {
+                const lq_plan_tensor *t = &p->t[pc.by_shard[k]];
+                if (t->rule != LQ_RULE_MXFP4_SCALE) {
+                    pc.done_bytes += src_bytes_of(t);
                     pc.done_tensors++;
                 }
+            }
             continue;
         }
         if (cancelled(o)) {
@@ -1372,6 +1410,8 @@ cleanup:
     cJSON_Delete(old);
     free(plan_txt);
     free(ppath);
+    free(pc.shard_first);
+    free(pc.by_shard);
     free(pc.f32);
     free(pc.packed);
     free(pc.row_acc);

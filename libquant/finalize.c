@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "internal/fileio.h"
+#include "internal/strmap.h"
 #include "json.h"
 #include "jsonw.h"
 #include "libquant.h"
@@ -35,7 +36,54 @@ typedef struct shard_rec {
     const char *name;
     const char *dir;          /* work directory holding it */
     cJSON *rec;
+    lq_strmap crc;            /* tensor name -> index in crcs (built when the manifest needs it) */
+    const char **crcs;
 } shard_rec;
+
+/* The plan's tensors: the entries of plan.tensors in order, and their names. */
+typedef struct plan_index {
+    const cJSON **t;
+    const char **name;
+    size_t n;
+    lq_strmap by_name;        /* name -> index (the first entry of a name) */
+} plan_index;
+
+static const cJSON *item_at(const cJSON *a, int k)
+{
+    const cJSON *c = a ? a->child : NULL;
+    while (c && k-- > 0)
+        c = c->next;
+    return c;
+}
+
+static lq_status plan_index_build(const cJSON *tensors, plan_index *pi, lq_error *err)
+{
+    size_t n = 0;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, tensors)
+        n++;
+    pi->n = n;
+    pi->t = calloc(n + 1, sizeof(*pi->t));
+    pi->name = calloc(n + 1, sizeof(*pi->name));
+    if (!pi->t || !pi->name || lq_strmap_init(&pi->by_name, n) != 0)
+        return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+    size_t i = 0;
+    cJSON_ArrayForEach(t, tensors) {
+        pi->t[i] = t;
+        pi->name[i] = cJSON_GetStringValue(item_at(t, 0));
+        if (pi->name[i])
+            lq_strmap_add(&pi->by_name, pi->name[i], i);
+        i++;
+    }
+    return LQ_OK;
+}
+
+static void plan_index_free(plan_index *pi)
+{
+    free(pi->t);
+    free(pi->name);
+    lq_strmap_free(&pi->by_name);
+}
 
 typedef struct file_rec {
     char *path;               /* relative to OUT */
@@ -375,33 +423,53 @@ static int cmp_file(const void *a, const void *b)
 static void acc_from_json(const cJSON *a, lq_err_acc *acc, const char **name)
 {
     lq_err_acc_init(acc);
-    *name = cJSON_GetStringValue(cJSON_GetArrayItem(a, 0));
+    const cJSON *v[10] = {0};
+    const cJSON *c = a ? a->child : NULL;
+    for (int k = 0; k < 10 && c; k++, c = c->next)
+        v[k] = c;
+    *name = cJSON_GetStringValue(v[0]);
     uint64_t u;
-    if (lq_json_u64(cJSON_GetArrayItem(a, 1), &u) == 0)
+    if (lq_json_u64(v[1], &u) == 0)
         acc->n = u;
-    acc->sum_w2 = cJSON_GetNumberValue(cJSON_GetArrayItem(a, 2));
-    acc->sum_q2 = cJSON_GetNumberValue(cJSON_GetArrayItem(a, 3));
-    acc->sum_wq = cJSON_GetNumberValue(cJSON_GetArrayItem(a, 4));
-    acc->sum_e2 = cJSON_GetNumberValue(cJSON_GetArrayItem(a, 5));
-    acc->max_abs = cJSON_GetNumberValue(cJSON_GetArrayItem(a, 6));
-    if (lq_json_u64(cJSON_GetArrayItem(a, 7), &u) == 0)
+    acc->sum_w2 = cJSON_GetNumberValue(v[2]);
+    acc->sum_q2 = cJSON_GetNumberValue(v[3]);
+    acc->sum_wq = cJSON_GetNumberValue(v[4]);
+    acc->sum_e2 = cJSON_GetNumberValue(v[5]);
+    acc->max_abs = cJSON_GetNumberValue(v[6]);
+    if (lq_json_u64(v[7], &u) == 0)
         acc->clipped = u;
-    if (lq_json_u64(cJSON_GetArrayItem(a, 8), &u) == 0)
+    if (lq_json_u64(v[8], &u) == 0)
         acc->zeroed = u;
-    if (lq_json_u64(cJSON_GetArrayItem(a, 9), &u) == 0)
+    if (lq_json_u64(v[9], &u) == 0)
         acc->nonfinite = u;
 }
 
-/* The CRC-32C a shard record gives for a tensor (linear: a shard holds a few thousand at most). */
-static const char *crc_of(const cJSON *rec, const char *name)
+/* Indexes a shard record's CRC-32C list by tensor name (the first entry of a name counts). */
+static lq_status crc_index(shard_rec *sr, lq_error *err)
 {
-    const cJSON *e;
-    cJSON_ArrayForEach(e, lq_json_get(rec, "crc32c")) {
-        const char *n = cJSON_GetStringValue(cJSON_GetArrayItem(e, 0));
-        if (n && name && !strcmp(n, name))
-            return cJSON_GetStringValue(cJSON_GetArrayItem(e, 1));
+    const cJSON *list = lq_json_get(sr->rec, "crc32c"), *e;
+    size_t n = 0;
+    cJSON_ArrayForEach(e, list)
+        n++;
+    sr->crcs = calloc(n + 1, sizeof(*sr->crcs));
+    if (!sr->crcs || lq_strmap_init(&sr->crc, n) != 0)
+        return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+    size_t k = 0;
+    cJSON_ArrayForEach(e, list) {
+        const char *nm = cJSON_GetStringValue(item_at(e, 0));
+        sr->crcs[k] = cJSON_GetStringValue(item_at(e, 1));
+        if (nm)
+            lq_strmap_add(&sr->crc, nm, k);
+        k++;
     }
-    return NULL;
+    return LQ_OK;
+}
+
+/* The CRC-32C a shard record gives for a tensor. */
+static const char *crc_of(const shard_rec *sr, const char *name)
+{
+    size_t k = name ? lq_strmap_get(&sr->crc, name) : (size_t)-1;
+    return k == (size_t)-1 ? NULL : sr->crcs[k];
 }
 
 static void put_metrics(lq_jw *w, const lq_metrics *m)
@@ -421,11 +489,13 @@ static void put_metrics(lq_jw *w, const lq_metrics *m)
 }
 
 /* Builds mimo-quant-report.json and runs the gates. */
-static lq_status build_report(const cJSON *plan, shard_rec *shards, size_t nshards, const lq_finalize_opts *o,
-                              char **text, int *gate_failed, lq_error *err)
+static lq_status build_report(const cJSON *plan, const plan_index *pi, shard_rec *shards, size_t nshards,
+                              const lq_finalize_opts *o, char **text, int *gate_failed, lq_error *err)
 {
-    const cJSON *tensors = lq_json_get(plan, "tensors");
-    size_t nt = (size_t)cJSON_GetArraySize(tensors);
+    size_t nt = pi->n;
+    lq_strmap layer_map = {0};
+    char **layer_key = NULL;
+    size_t *layer_of = NULL, nlayers = 0;
     lq_err_acc *acc = calloc(nt + 1, sizeof(*acc));
     char *have = calloc(nt + 1, 1);
     lq_jw *w = lq_jw_new(2);
@@ -443,13 +513,7 @@ static lq_status build_report(const cJSON *plan, shard_rec *shards, size_t nshar
             const char *nm;
             lq_err_acc x;
             acc_from_json(a, &x, &nm);
-            size_t i = 0;
-            const cJSON *t;
-            cJSON_ArrayForEach(t, tensors) {
-                if (nm && !strcmp(cJSON_GetStringValue(cJSON_GetArrayItem(t, 0)), nm))
-                    break;
-                i++;
-            }
+            size_t i = nm ? lq_strmap_get(&pi->by_name, nm) : (size_t)-1;
             if (i >= nt) {
                 st = lq_fail(err, LQ_ERR_CORRUPT, shards[s].dir, nm, "MERGE_PLAN", "metrics for a tensor not in the plan");
                 goto cleanup;
@@ -499,7 +563,7 @@ static lq_status build_report(const cJSON *plan, shard_rec *shards, size_t nshar
     lq_jw_u64(w, tm.nonfinite);
     lq_jw_key(w, "worst_tensor");
     if (worst != SIZE_MAX)
-        lq_jw_string(w, cJSON_GetStringValue(cJSON_GetArrayItem(cJSON_GetArrayItem(tensors, (int)worst), 0)));
+        lq_jw_string(w, pi->name[worst]);
     else
         lq_jw_null(w);
     lq_jw_key(w, "worst_sqnr_db");
@@ -508,23 +572,25 @@ static lq_status build_report(const cJSON *plan, shard_rec *shards, size_t nshar
 
     /* Bits per weight per module class. */
     uint64_t cls_params[LQ_PLAN_NCLASSES] = {0}, cls_bytes[LQ_PLAN_NCLASSES] = {0}, cls_n[LQ_PLAN_NCLASSES] = {0};
-    const cJSON *t;
-    cJSON_ArrayForEach(t, tensors) {
-        const char *cls = cJSON_GetStringValue(cJSON_GetArrayItem(t, 5));
+    for (size_t i = 0; i < nt; i++) {
+        const cJSON *f[8] = {0}, *c0 = pi->t[i]->child;
+        for (int k = 0; k < 8 && c0; k++, c0 = c0->next)
+            f[k] = c0;
+        const char *cls = cJSON_GetStringValue(f[5]);
         int c = LQ_PLAN_NCLASSES - 1;
         for (int k = 0; k < LQ_PLAN_NCLASSES; k++)
             if (cls && !strcmp(cls, lq_plan_class_name(k)))
                 c = k;
         uint64_t params = 0, bytes = 1;
-        lq_json_u64(cJSON_GetArrayItem(t, 6), &params);
-        const cJSON *shape = cJSON_GetArrayItem(t, 2);
+        lq_json_u64(f[6], &params);
+        const cJSON *shape = f[2];
         const cJSON *d;
         cJSON_ArrayForEach(d, shape) {
             uint64_t v = 0;
             lq_json_u64(d, &v);
             bytes *= v;
         }
-        const char *dt = cJSON_GetStringValue(cJSON_GetArrayItem(t, 1));
+        const char *dt = cJSON_GetStringValue(f[1]);
         lq_dtype dtype = dt ? lq_dtype_from_name(dt, strlen(dt)) : LQ_DTYPE_INVALID;
         int of = 0;
         bytes = lq_dtype_nbytes(dtype, bytes, &of);
@@ -552,41 +618,64 @@ static lq_status build_report(const cJSON *plan, shard_rec *shards, size_t nshar
     }
     lq_jw_end_array(w);
 
-    /* Per layer, in first-appearance order. */
+    /* Per layer, in first-appearance order: each quantized tensor's layer looked up once. */
+    layer_key = calloc(nt + 1, sizeof(*layer_key));
+    layer_of = calloc(nt + 1, sizeof(*layer_of));
+    if (!layer_key || !layer_of || lq_strmap_init(&layer_map, nt) != 0) {
+        st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+        goto cleanup;
+    }
+    for (size_t i = 0; i < nt; i++) {
+        if (!have[i])
+            continue;
+        char key[256];
+        lq_plan_layer_key(pi->name[i], key, sizeof(key));
+        size_t L = lq_strmap_get(&layer_map, key);
+        if (L == (size_t)-1) {
+            if (!(layer_key[nlayers] = strdup(key))) {
+                st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+                goto cleanup;
+            }
+            L = nlayers++;
+            lq_strmap_add(&layer_map, layer_key[L], L);
+        }
+        layer_of[i] = L;
+    }
     lq_jw_key(w, "layers");
     lq_jw_begin_array(w);
-    char *done_layer = calloc(nt + 1, 1);
-    for (size_t i = 0; done_layer && i < nt; i++) {
-        if (!have[i] || done_layer[i])
-            continue;
-        char key[256], k2[256];
-        lq_plan_layer_key(cJSON_GetStringValue(cJSON_GetArrayItem(cJSON_GetArrayItem(tensors, (int)i), 0)), key, sizeof(key));
-        lq_err_acc la;
-        lq_err_acc_init(&la);
-        uint64_t cnt = 0;
-        for (size_t j = i; j < nt; j++) {
-            if (!have[j] || done_layer[j])
-                continue;
-            lq_plan_layer_key(cJSON_GetStringValue(cJSON_GetArrayItem(cJSON_GetArrayItem(tensors, (int)j), 0)), k2, sizeof(k2));
-            if (strcmp(key, k2))
-                continue;
-            done_layer[j] = 1;
-            lq_err_acc_merge(&la, &acc[j]);
-            cnt++;
+    {
+        lq_err_acc *la = calloc(nlayers + 1, sizeof(*la));
+        uint64_t *cnt = calloc(nlayers + 1, sizeof(*cnt));
+        if (!la || !cnt) {
+            free(la);
+            free(cnt);
+            st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+            goto cleanup;
         }
-        lq_metrics m;
-        lq_err_acc_finish(&la, &m);
-        lq_jw_begin_object(w);
-        lq_jw_key(w, "layer");
-        lq_jw_string(w, key);
-        lq_jw_key(w, "tensors");
-        lq_jw_u64(w, cnt);
-        lq_jw_key(w, "elements");
-        lq_jw_u64(w, m.n);
-        put_metrics(w, &m);
-        lq_jw_end_object(w);
+        for (size_t L = 0; L < nlayers; L++)
+            lq_err_acc_init(&la[L]);
+        for (size_t i = 0; i < nt; i++) {
+            if (!have[i])
+                continue;
+            lq_err_acc_merge(&la[layer_of[i]], &acc[i]);
+            cnt[layer_of[i]]++;
+        }
+        for (size_t L = 0; L < nlayers; L++) {
+            lq_metrics m;
+            lq_err_acc_finish(&la[L], &m);
+            lq_jw_begin_object(w);
+            lq_jw_key(w, "layer");
+            lq_jw_string(w, layer_key[L]);
+            lq_jw_key(w, "tensors");
+            lq_jw_u64(w, cnt[L]);
+            lq_jw_key(w, "elements");
+            lq_jw_u64(w, m.n);
+            put_metrics(w, &m);
+            lq_jw_end_object(w);
+        }
+        free(la);
+        free(cnt);
     }
-    free(done_layer);
     lq_jw_end_array(w);
 
     /* Per tensor, with the gates. */
@@ -595,8 +684,9 @@ static lq_status build_report(const cJSON *plan, shard_rec *shards, size_t nshar
     for (size_t i = 0; i < nt; i++) {
         if (!have[i])
             continue;
-        const cJSON *ti = cJSON_GetArrayItem(tensors, (int)i);
-        const char *name = cJSON_GetStringValue(cJSON_GetArrayItem(ti, 0));
+        const cJSON *ti = pi->t[i];
+        const char *name = pi->name[i];
+        const cJSON *shape = item_at(ti, 2);
         lq_metrics m;
         lq_err_acc_finish(&acc[i], &m);
         lq_jw_begin_object(w);
@@ -605,13 +695,13 @@ static lq_status build_report(const cJSON *plan, shard_rec *shards, size_t nshar
         lq_jw_key(w, "shape");
         lq_jw_begin_array(w);
         uint64_t N = 0, Kh = 0;
-        lq_json_u64(cJSON_GetArrayItem(cJSON_GetArrayItem(ti, 2), 0), &N);
-        lq_json_u64(cJSON_GetArrayItem(cJSON_GetArrayItem(ti, 2), 1), &Kh);
+        lq_json_u64(item_at(shape, 0), &N);
+        lq_json_u64(item_at(shape, 1), &Kh);
         lq_jw_u64(w, N);
         lq_jw_u64(w, Kh * 2);
         lq_jw_end_array(w);
         lq_jw_key(w, "source_dtype");
-        lq_jw_string(w, cJSON_GetStringValue(cJSON_GetArrayItem(ti, 7)));
+        lq_jw_string(w, cJSON_GetStringValue(item_at(ti, 7)));
         lq_jw_key(w, "format");
         lq_jw_string(w, "mxfp4");
         put_metrics(w, &m);
@@ -640,6 +730,11 @@ cleanup:
     lq_jw_free(w);
     free(acc);
     free(have);
+    for (size_t L = 0; L < nlayers; L++)
+        free(layer_key[L]);
+    free(layer_key);
+    free(layer_of);
+    lq_strmap_free(&layer_map);
     return st;
 }
 
@@ -672,6 +767,7 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
     char wd[4096];
     const char **inames = NULL, **ifiles = NULL;
     size_t nsrc = 0;
+    plan_index pi = {0};
     int in_place = 0;
     if (!parts)
         return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
@@ -718,6 +814,11 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
                      "the run has %llu parts but %zu work directories were given", (unsigned long long)nparts, nwork);
         goto cleanup;
     }
+    /* Only the first part's plan is read from here on (they are the same plan). */
+    for (size_t i = 1; i < nwork; i++) {
+        cJSON_Delete(parts[i].plan_file);
+        parts[i].plan_file = NULL;
+    }
     /* An earlier finalize of this plan killed while publishing: finish that instead. */
     st = lq_publish_resume(out, fp0, err);
     if (st == LQ_OK) {
@@ -740,9 +841,14 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
         st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
         goto cleanup;
     }
+    {
+        size_t s = 0;
+        const cJSON *e;
+        cJSON_ArrayForEach(e, pshards)
+            shards[s++].name = cJSON_GetStringValue(e);
+    }
     /* 2. Every shard done exactly once. */
     for (size_t s = 0; s < nshards; s++) {
-        shards[s].name = cJSON_GetStringValue(cJSON_GetArrayItem(pshards, (int)s));
         char rec[320];
         snprintf(rec, sizeof(rec), ".mimo-done-%s.json", shards[s].name);
         for (size_t i = 0; i < nwork; i++) {
@@ -795,8 +901,15 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
 
     /* 4. Report and gates, before anything moves. */
     int gate_failed = 0;
-    if ((st = build_report(plan, shards, nshards, o, &report, &gate_failed, err)) != LQ_OK)
+    if ((st = plan_index_build(lq_json_get(plan, "tensors"), &pi, err)) != LQ_OK ||
+        (st = build_report(plan, &pi, shards, nshards, o, &report, &gate_failed, err)) != LQ_OK)
         goto cleanup;
+    /* The metrics are in the report now; the CRC-32C lists are indexed for the manifest. */
+    for (size_t s = 0; s < nshards; s++) {
+        cJSON_DeleteItemFromObjectCaseSensitive(shards[s].rec, "metrics");
+        if ((st = crc_index(&shards[s], err)) != LQ_OK)
+            goto cleanup;
+    }
     if (gate_failed) {
         char rp[4200];
         snprintf(rp, sizeof(rp), "%s.report.json", out);
@@ -874,8 +987,7 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
     }
 
     /* 6. Index (more than one shard), report, manifest, signature. */
-    const cJSON *tensors = lq_json_get(plan, "tensors");
-    size_t nt = (size_t)cJSON_GetArraySize(tensors);
+    size_t nt = pi.n;
     uint8_t sha[32];
     char hx[65];
     if (nshards > 1) {
@@ -885,13 +997,11 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
             st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
             goto cleanup;
         }
-        size_t i = 0;
-        const cJSON *t;
-        cJSON_ArrayForEach(t, tensors) {
+        for (size_t i = 0; i < nt; i++) {
             uint64_t sh = 0;
-            lq_json_u64(cJSON_GetArrayItem(t, 3), &sh);
-            inames[i] = cJSON_GetStringValue(cJSON_GetArrayItem(t, 0));
-            ifiles[i++] = shards[sh < nshards ? sh : 0].name;
+            lq_json_u64(item_at(pi.t[i], 3), &sh);
+            inames[i] = pi.name[i];
+            ifiles[i] = shards[sh < nshards ? sh : 0].name;
         }
         uint64_t total = 0;
         lq_json_u64(lq_json_get(plan, "total_size"), &total);
@@ -914,6 +1024,11 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
     lq_hex(sha, 32, hx);
     if ((st = add_file(&files, &nfiles, LQ_REPORT_FILE, strlen(report), hx, err)) != LQ_OK)
         goto cleanup;
+    free(report);
+    report = NULL;
+    free(inames);
+    free(ifiles);
+    inames = ifiles = NULL;
     qsort(files, nfiles, sizeof(*files), cmp_file);
 
     lq_jw *w = lq_jw_new(2);
@@ -967,9 +1082,9 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
     }
     lq_jw_key(w, "files");
     lq_jw_begin_array(w);
-    const cJSON *hdrs = lq_json_get(source, "shards");
-    for (size_t j = 0; j < nsrc; j++) {
-        const cJSON *h = cJSON_GetArrayItem(hdrs, (int)j);
+    const cJSON *h = lq_json_get(source, "shards");
+    h = h ? h->child : NULL;
+    for (size_t j = 0; j < nsrc; j++, h = h ? h->next : NULL) {
         uint64_t size = 0;
         lq_json_u64(lq_json_get(srcrec[j], "size"), &size);
         lq_jw_begin_object(w);
@@ -1000,19 +1115,21 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
     lq_jw_end_array(w);
     lq_jw_key(w, "tensors");
     lq_jw_begin_array(w);
-    const cJSON *t;
-    cJSON_ArrayForEach(t, tensors) {
+    for (size_t i = 0; i < nt; i++) {
+        const cJSON *f[4] = {0}, *c0 = pi.t[i]->child;
+        for (int k = 0; k < 4 && c0; k++, c0 = c0->next)
+            f[k] = c0;
         uint64_t sh = 0;
-        lq_json_u64(cJSON_GetArrayItem(t, 3), &sh);
+        lq_json_u64(f[3], &sh);
         lq_jw_begin_object(w);
         lq_jw_key(w, "name");
-        lq_jw_string(w, cJSON_GetStringValue(cJSON_GetArrayItem(t, 0)));
+        lq_jw_string(w, pi.name[i]);
         lq_jw_key(w, "dtype");
-        lq_jw_string(w, cJSON_GetStringValue(cJSON_GetArrayItem(t, 1)));
+        lq_jw_string(w, cJSON_GetStringValue(f[1]));
         lq_jw_key(w, "shape");
         lq_jw_begin_array(w);
         const cJSON *d;
-        cJSON_ArrayForEach(d, cJSON_GetArrayItem(t, 2)) {
+        cJSON_ArrayForEach(d, f[2]) {
             uint64_t v = 0;
             lq_json_u64(d, &v);
             lq_jw_u64(w, v);
@@ -1020,7 +1137,7 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
         lq_jw_end_array(w);
         lq_jw_key(w, "file");
         lq_jw_string(w, shards[sh < nshards ? sh : 0].name);
-        const char *crc = crc_of(shards[sh < nshards ? sh : 0].rec, cJSON_GetStringValue(cJSON_GetArrayItem(t, 0)));
+        const char *crc = crc_of(&shards[sh < nshards ? sh : 0], pi.name[i]);
         if (crc) {
             lq_jw_key(w, "crc32c");
             lq_jw_string(w, crc);
@@ -1083,8 +1200,12 @@ cleanup:
     for (size_t i = 0; i < nwork; i++)
         cJSON_Delete(parts[i].plan_file);
     free(parts);
-    for (size_t s = 0; shards && s < nshards; s++)
+    for (size_t s = 0; shards && s < nshards; s++) {
         cJSON_Delete(shards[s].rec);
+        lq_strmap_free(&shards[s].crc);
+        free(shards[s].crcs);
+    }
+    plan_index_free(&pi);
     free(shards);
     for (size_t j = 0; srcrec && j < nsrc; j++)
         cJSON_Delete(srcrec[j]);
