@@ -157,10 +157,26 @@ static lq_status write_text(const char *path, const char *text, uint8_t sha[32],
     return lq_write_file_atomic(path, text, n, sha, err);
 }
 
-/* Reads a small JSON state file (strict). */
-static lq_status read_json(const char *path, cJSON **out, lq_error *err)
+static lq_status skip_elem(void *user, size_t index, const cJSON *e, lq_error *err)
 {
-    return lq_json_parse_file(path, (size_t)256 << 20, NULL, out, err);
+    (void)user;
+    (void)index;
+    (void)e;
+    (void)err;
+    return LQ_OK;
+}
+
+/* Reads a state file whose per-tensor lists are not needed here (checked strictly, never
+ * built as one tree): a shard record without "metrics" and "crc32c", a plan without
+ * "plan"."tensors". */
+static lq_status read_state_head(const char *path, int plan, cJSON **out, lq_error *err)
+{
+    static const char *const tensors[] = {"plan", "tensors"}, *const metrics[] = {"metrics"},
+                             *const crc[] = {"crc32c"};
+    lq_json_split sp[2] = {{metrics, 1, skip_elem, NULL}, {crc, 1, skip_elem, NULL}};
+    if (plan)
+        sp[0] = (lq_json_split){tensors, 2, skip_elem, NULL};
+    return lq_json_parse_file_split(path, (size_t)256 << 20, NULL, sp, plan ? 1 : 2, out, err);
 }
 
 static const char *jstr(const cJSON *o, const char *k)
@@ -312,10 +328,10 @@ static lq_status plan_text(const lq_ckpt *src, const lq_plan *p, const lq_run_op
                            char fp_hex[65], lq_error *err)
 {
     lq_status st = LQ_OK;
-    lq_jw *w = lq_jw_new(0), *body = lq_jw_new(0);
+    lq_jw *body = lq_jw_new(0);
     EVP_MD_CTX *fp = EVP_MD_CTX_new();
     char *body_text = NULL;
-    if (!w || !body || !fp) {
+    if (!body || !fp) {
         st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
         goto cleanup;
     }
@@ -375,22 +391,20 @@ static lq_status plan_text(const lq_ckpt *src, const lq_plan *p, const lq_run_op
     EVP_DigestFinal_ex(fp, d, NULL);
     hex32(d, fp_hex);
 
-    lq_jw_begin_object(w);
-    lq_jw_key(w, "schema");
-    lq_jw_u64(w, 1);
-    lq_jw_key(w, "fingerprint");
-    lq_jw_string(w, fp_hex);
-    lq_jw_key(w, "part");
-    lq_jw_u64(w, o->part);
-    lq_jw_key(w, "nparts");
-    lq_jw_u64(w, o->nparts);
-    lq_jw_key(w, "plan");
-    lq_jw_raw(w, body_text);
-    lq_jw_end_object(w);
-    st = lq_jw_finish(w, text, NULL, err);
+    /* The envelope around the body, which our own writer produced: concatenated, not passed
+     * through lq_jw_raw, whose check would build the body's whole tree (about 1 kB per tensor). */
+    size_t cap = blen + 200;
+    *text = malloc(cap);
+    if (!*text) {
+        st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+        goto cleanup;
+    }
+    int hl = snprintf(*text, cap, "{\"schema\":1,\"fingerprint\":\"%s\",\"part\":%u,\"nparts\":%u,\"plan\":", fp_hex,
+                      o->part, o->nparts);
+    memcpy(*text + hl, body_text, blen);
+    memcpy(*text + hl + blen, "}", 2);
 cleanup:
     free(body_text);
-    lq_jw_free(w);
     lq_jw_free(body);
     EVP_MD_CTX_free(fp);
     return st;
@@ -1004,7 +1018,7 @@ static lq_status check_done(const char *work, const char *shard, int *done, lq_e
     }
     if (access(rpath, F_OK) != 0)
         goto cleanup;
-    if ((st = read_json(rpath, &j, err)) != LQ_OK)
+    if ((st = read_state_head(rpath, 0, &j, err)) != LQ_OK)
         goto cleanup;
     int ok = 1;
     uint64_t size = ju64(j, "size", &ok);
@@ -1265,7 +1279,7 @@ lq_status lq_run_part(const lq_ckpt *src, const lq_plan *p, const char *work, co
                          "a work directory from an earlier run exists: continue it with --resume, or remove it");
             goto cleanup;
         }
-        if ((st = read_json(ppath, &old, err)) != LQ_OK) {
+        if ((st = read_state_head(ppath, 1, &old, err)) != LQ_OK) {
             if (st == LQ_ERR_NOT_FOUND) {
                 /* finalize drops the bookkeeping just before the rename that publishes OUT, after
                  * writing the publish record that --resume finishes from (above). A directory with

@@ -32,21 +32,85 @@ typedef struct part_info {
     uint64_t part;
 } part_info;
 
+typedef struct file_rec {
+    char *path;               /* relative to OUT */
+    uint64_t size;
+    char sha[65];
+} file_rec;
+
+/* Strings kept for the whole finalize, in blocks (no allocation per string). */
+typedef struct arena {
+    char **blocks;
+    size_t nblocks, used, cap;
+} arena;
+
+static const char *arena_str(arena *a, const char *s)
+{
+    if (!s)
+        return NULL;
+    size_t n = strlen(s) + 1;
+    if (!a->nblocks || a->used + n > a->cap) {
+        size_t cap = n > ((size_t)1 << 20) ? n : ((size_t)1 << 20);
+        char **nb = realloc(a->blocks, (a->nblocks + 1) * sizeof(*nb));
+        if (!nb)
+            return NULL;
+        a->blocks = nb;
+        if (!(nb[a->nblocks] = malloc(cap)))
+            return NULL;
+        a->nblocks++;
+        a->used = 0;
+        a->cap = cap;
+    }
+    char *d = a->blocks[a->nblocks - 1] + a->used;
+    memcpy(d, s, n);
+    a->used += n;
+    return d;
+}
+
+static void arena_free(arena *a)
+{
+    for (size_t i = 0; i < a->nblocks; i++)
+        free(a->blocks[i]);
+    free(a->blocks);
+    memset(a, 0, sizeof(*a));
+}
+
+/* One entry of plan.tensors: [name, dtype, shape, shard, rule, class, params, source dtype].
+ * Strings are NULL where the entry has no string there, numbers 0 where no exact integer. */
+typedef struct ptensor {
+    const char *name, *dtype, *cls, *src_dtype;
+    uint64_t shard, params;
+    size_t dims;              /* shape values: plan_index.dims[dims .. dims + ndims) */
+    uint32_t ndims;
+    uint32_t slot;            /* 1 + index of its metrics in plan_index.acc; 0: none */
+    const char *crc;          /* from its shard's record; crc_set: found there (crc may be NULL) */
+    int crc_set;
+} ptensor;
+
+/* The plan's tensors, read one entry at a time from .mimo-plan.json (the file's tree holds
+ * everything else), with the metrics and CRC-32C of the shard records filled in as those are
+ * read. */
+typedef struct plan_index {
+    ptensor *t;
+    size_t n, cap;
+    uint64_t *dims;
+    size_t ndims, dims_cap;
+    lq_strmap by_name;        /* name -> index (the first entry of a name) */
+    lq_strmap interned;       /* dtype and class strings, stored once */
+    const char **istr;
+    size_t nistr;
+    arena names;
+    lq_err_acc *acc;          /* metrics, in the order read */
+    size_t nacc, acc_cap;
+} plan_index;
+
 typedef struct shard_rec {
     const char *name;
     const char *dir;          /* work directory holding it */
-    cJSON *rec;
-    lq_strmap crc;            /* tensor name -> index in crcs (built when the manifest needs it) */
-    const char **crcs;
+    cJSON *rec;               /* the record without its metrics and crc32c lists */
+    int unknown;              /* metrics for a tensor not in the plan: the first one's name */
+    char *unknown_name;
 } shard_rec;
-
-/* The plan's tensors: the entries of plan.tensors in order, and their names. */
-typedef struct plan_index {
-    const cJSON **t;
-    const char **name;
-    size_t n;
-    lq_strmap by_name;        /* name -> index (the first entry of a name) */
-} plan_index;
 
 static const cJSON *item_at(const cJSON *a, int k)
 {
@@ -56,40 +120,99 @@ static const cJSON *item_at(const cJSON *a, int k)
     return c;
 }
 
-static lq_status plan_index_build(const cJSON *tensors, plan_index *pi, lq_error *err)
+static const char *intern(plan_index *pi, const char *s)
 {
-    size_t n = 0;
-    const cJSON *t;
-    cJSON_ArrayForEach(t, tensors)
-        n++;
-    pi->n = n;
-    pi->t = calloc(n + 1, sizeof(*pi->t));
-    pi->name = calloc(n + 1, sizeof(*pi->name));
-    if (!pi->t || !pi->name || lq_strmap_init(&pi->by_name, n) != 0)
-        return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
-    size_t i = 0;
-    cJSON_ArrayForEach(t, tensors) {
-        pi->t[i] = t;
-        pi->name[i] = cJSON_GetStringValue(item_at(t, 0));
-        if (pi->name[i])
-            lq_strmap_add(&pi->by_name, pi->name[i], i);
-        i++;
+    if (!s)
+        return NULL;
+    size_t k = lq_strmap_get(&pi->interned, s);
+    if (k != (size_t)-1)
+        return pi->istr[k];
+    if (pi->nistr >= 64)
+        return arena_str(&pi->names, s); /* not a small set after all: stored per entry */
+    const char *c = arena_str(&pi->names, s);
+    if (!c)
+        return NULL;
+    pi->istr[pi->nistr] = c;
+    lq_strmap_add(&pi->interned, c, pi->nistr++);
+    return c;
+}
+
+static lq_status plan_entry(void *user, size_t index, const cJSON *e, lq_error *err)
+{
+    plan_index *pi = user;
+    (void)index;
+    if (pi->n == pi->cap) {
+        size_t cap = pi->cap ? 2 * pi->cap : 1024;
+        ptensor *t = realloc(pi->t, cap * sizeof(*t));
+        if (!t)
+            return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+        pi->t = t;
+        pi->cap = cap;
     }
+    ptensor *t = &pi->t[pi->n];
+    memset(t, 0, sizeof(*t));
+    const cJSON *f[8] = {0}, *c = e->child;
+    for (int k = 0; k < 8 && c; k++, c = c->next)
+        f[k] = c;
+    const char *nm = cJSON_GetStringValue(f[0]);
+    t->name = nm ? arena_str(&pi->names, nm) : NULL;
+    t->dtype = intern(pi, cJSON_GetStringValue(f[1]));
+    t->cls = intern(pi, cJSON_GetStringValue(f[5]));
+    t->src_dtype = intern(pi, cJSON_GetStringValue(f[7]));
+    if ((nm && !t->name) || (f[1] && cJSON_GetStringValue(f[1]) && !t->dtype) ||
+        (f[5] && cJSON_GetStringValue(f[5]) && !t->cls) || (f[7] && cJSON_GetStringValue(f[7]) && !t->src_dtype))
+        return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+    lq_json_u64(f[3], &t->shard);
+    lq_json_u64(f[6], &t->params);
+    t->dims = pi->ndims;
+    for (const cJSON *d = f[2] ? f[2]->child : NULL; d; d = d->next) {
+        if (pi->ndims == pi->dims_cap) {
+            size_t cap = pi->dims_cap ? 2 * pi->dims_cap : 2048;
+            uint64_t *nd = realloc(pi->dims, cap * sizeof(*nd));
+            if (!nd)
+                return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+            pi->dims = nd;
+            pi->dims_cap = cap;
+        }
+        uint64_t v = 0;
+        lq_json_u64(d, &v);
+        pi->dims[pi->ndims++] = v;
+        t->ndims++;
+    }
+    pi->n++;
+    return LQ_OK;
+}
+
+/* Other parts' plans: only their header is read. */
+static lq_status skip_entry(void *user, size_t index, const cJSON *e, lq_error *err)
+{
+    (void)user;
+    (void)index;
+    (void)e;
+    (void)err;
+    return LQ_OK;
+}
+
+static lq_status plan_index_finish(plan_index *pi, lq_error *err)
+{
+    if (lq_strmap_init(&pi->by_name, pi->n) != 0)
+        return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+    for (size_t i = 0; i < pi->n; i++)
+        if (pi->t[i].name)
+            lq_strmap_add(&pi->by_name, pi->t[i].name, i);
     return LQ_OK;
 }
 
 static void plan_index_free(plan_index *pi)
 {
     free(pi->t);
-    free(pi->name);
+    free(pi->dims);
     lq_strmap_free(&pi->by_name);
+    lq_strmap_free(&pi->interned);
+    free(pi->istr);
+    arena_free(&pi->names);
+    free(pi->acc);
 }
-
-typedef struct file_rec {
-    char *path;               /* relative to OUT */
-    uint64_t size;
-    char sha[65];
-} file_rec;
 
 static char *pjoin(const char *a, const char *b)
 {
@@ -444,32 +567,72 @@ static void acc_from_json(const cJSON *a, lq_err_acc *acc, const char **name)
         acc->nonfinite = u;
 }
 
-/* Indexes a shard record's CRC-32C list by tensor name (the first entry of a name counts). */
-static lq_status crc_index(shard_rec *sr, lq_error *err)
+/* A shard record's lists, entry by entry, into the plan index. */
+typedef struct rec_ctx {
+    plan_index *pi;
+    shard_rec *sr;
+    size_t s, nshards;
+} rec_ctx;
+
+static lq_status metrics_entry(void *user, size_t index, const cJSON *e, lq_error *err)
 {
-    const cJSON *list = lq_json_get(sr->rec, "crc32c"), *e;
-    size_t n = 0;
-    cJSON_ArrayForEach(e, list)
-        n++;
-    sr->crcs = calloc(n + 1, sizeof(*sr->crcs));
-    if (!sr->crcs || lq_strmap_init(&sr->crc, n) != 0)
-        return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
-    size_t k = 0;
-    cJSON_ArrayForEach(e, list) {
-        const char *nm = cJSON_GetStringValue(item_at(e, 0));
-        sr->crcs[k] = cJSON_GetStringValue(item_at(e, 1));
-        if (nm)
-            lq_strmap_add(&sr->crc, nm, k);
-        k++;
+    rec_ctx *c = user;
+    plan_index *pi = c->pi;
+    (void)index;
+    const char *nm;
+    lq_err_acc x;
+    acc_from_json(e, &x, &nm);
+    size_t i = nm ? lq_strmap_get(&pi->by_name, nm) : (size_t)-1;
+    if (i == (size_t)-1) {
+        if (!c->sr->unknown) {
+            c->sr->unknown = 1;
+            if (nm && !(c->sr->unknown_name = strdup(nm)))
+                return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+        }
+        return LQ_OK;
     }
+    if (!pi->t[i].slot) {
+        if (pi->nacc == pi->acc_cap) {
+            size_t cap = pi->acc_cap ? 2 * pi->acc_cap : 1024;
+            lq_err_acc *na = realloc(pi->acc, cap * sizeof(*na));
+            if (!na)
+                return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+            pi->acc = na;
+            pi->acc_cap = cap;
+        }
+        pi->t[i].slot = (uint32_t)++pi->nacc;
+    }
+    pi->acc[pi->t[i].slot - 1] = x;
     return LQ_OK;
 }
 
-/* The CRC-32C a shard record gives for a tensor. */
-static const char *crc_of(const shard_rec *sr, const char *name)
+/* The manifest takes a tensor's CRC-32C from the record of its own shard, the first entry of
+ * its name there. */
+static lq_status crc_entry(void *user, size_t index, const cJSON *e, lq_error *err)
 {
-    size_t k = name ? lq_strmap_get(&sr->crc, name) : (size_t)-1;
-    return k == (size_t)-1 ? NULL : sr->crcs[k];
+    rec_ctx *c = user;
+    plan_index *pi = c->pi;
+    (void)index;
+    const char *nm = cJSON_GetStringValue(item_at(e, 0));
+    size_t i = nm ? lq_strmap_get(&pi->by_name, nm) : (size_t)-1;
+    if (i == (size_t)-1 || pi->t[i].crc_set || (pi->t[i].shard < c->nshards ? pi->t[i].shard : 0) != c->s)
+        return LQ_OK;
+    const char *v = cJSON_GetStringValue(item_at(e, 1));
+    pi->t[i].crc_set = 1;
+    if (v && !(pi->t[i].crc = arena_str(&pi->names, v)))
+        return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+    return LQ_OK;
+}
+
+static lq_status load_split(const char *dir, const char *name, const lq_json_split *sp, size_t nsp, cJSON **out,
+                            lq_error *err)
+{
+    char *p = pjoin(dir, name);
+    if (!p)
+        return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+    lq_status st = lq_json_parse_file_split(p, (size_t)512 << 20, NULL, sp, nsp, out, err);
+    free(p);
+    return st;
 }
 
 static void put_metrics(lq_jw *w, const lq_metrics *m)
@@ -493,35 +656,27 @@ static lq_status build_report(const cJSON *plan, const plan_index *pi, shard_rec
                               const lq_finalize_opts *o, char **text, int *gate_failed, lq_error *err)
 {
     size_t nt = pi->n;
+    (void)nshards;
     lq_strmap layer_map = {0};
     char **layer_key = NULL;
     size_t *layer_of = NULL, nlayers = 0;
-    lq_err_acc *acc = calloc(nt + 1, sizeof(*acc));
-    char *have = calloc(nt + 1, 1);
     lq_jw *w = lq_jw_new(2);
     lq_status st = LQ_OK;
     *gate_failed = 0;
-    if (!acc || !have || !w) {
+    if (!w) {
         st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
         goto cleanup;
     }
-    /* Tensor index by name: the plan lists tensors in output order; records name them. */
+    /* Metrics naming a tensor not in the plan (found while the records were read). */
     for (size_t s = 0; s < nshards; s++) {
-        const cJSON *ms = lq_json_get(shards[s].rec, "metrics");
-        const cJSON *a;
-        cJSON_ArrayForEach(a, ms) {
-            const char *nm;
-            lq_err_acc x;
-            acc_from_json(a, &x, &nm);
-            size_t i = nm ? lq_strmap_get(&pi->by_name, nm) : (size_t)-1;
-            if (i >= nt) {
-                st = lq_fail(err, LQ_ERR_CORRUPT, shards[s].dir, nm, "MERGE_PLAN", "metrics for a tensor not in the plan");
-                goto cleanup;
-            }
-            acc[i] = x;
-            have[i] = 1;
+        if (shards[s].unknown) {
+            st = lq_fail(err, LQ_ERR_CORRUPT, shards[s].dir, shards[s].unknown_name, "MERGE_PLAN",
+                         "metrics for a tensor not in the plan");
+            goto cleanup;
         }
     }
+#define HAVE(i) (pi->t[i].slot != 0)
+#define ACC(i) (&pi->acc[pi->t[i].slot - 1])
     const char *opts_mode = jstr(lq_json_get(plan, "options"), "scale_mode");
     lq_jw_begin_object(w);
     lq_jw_key(w, "schema_version");
@@ -539,12 +694,12 @@ static lq_status build_report(const cJSON *plan, const plan_index *pi, shard_rec
     size_t nq = 0, worst = SIZE_MAX;
     double worst_db = INFINITY;
     for (size_t i = 0; i < nt; i++) {
-        if (!have[i])
+        if (!HAVE(i))
             continue;
         nq++;
-        lq_err_acc_merge(&total, &acc[i]);
+        lq_err_acc_merge(&total, ACC(i));
         lq_metrics m;
-        lq_err_acc_finish(&acc[i], &m);
+        lq_err_acc_finish(ACC(i), &m);
         if (worst == SIZE_MAX || m.sqnr_db < worst_db) {
             worst = i;
             worst_db = m.sqnr_db;
@@ -563,7 +718,7 @@ static lq_status build_report(const cJSON *plan, const plan_index *pi, shard_rec
     lq_jw_u64(w, tm.nonfinite);
     lq_jw_key(w, "worst_tensor");
     if (worst != SIZE_MAX)
-        lq_jw_string(w, pi->name[worst]);
+        lq_jw_string(w, pi->t[worst].name);
     else
         lq_jw_null(w);
     lq_jw_key(w, "worst_sqnr_db");
@@ -573,24 +728,17 @@ static lq_status build_report(const cJSON *plan, const plan_index *pi, shard_rec
     /* Bits per weight per module class. */
     uint64_t cls_params[LQ_PLAN_NCLASSES] = {0}, cls_bytes[LQ_PLAN_NCLASSES] = {0}, cls_n[LQ_PLAN_NCLASSES] = {0};
     for (size_t i = 0; i < nt; i++) {
-        const cJSON *f[8] = {0}, *c0 = pi->t[i]->child;
-        for (int k = 0; k < 8 && c0; k++, c0 = c0->next)
-            f[k] = c0;
-        const char *cls = cJSON_GetStringValue(f[5]);
+        const ptensor *pt = &pi->t[i];
+        const char *cls = pt->cls;
         int c = LQ_PLAN_NCLASSES - 1;
         for (int k = 0; k < LQ_PLAN_NCLASSES; k++)
             if (cls && !strcmp(cls, lq_plan_class_name(k)))
                 c = k;
         uint64_t params = 0, bytes = 1;
-        lq_json_u64(f[6], &params);
-        const cJSON *shape = f[2];
-        const cJSON *d;
-        cJSON_ArrayForEach(d, shape) {
-            uint64_t v = 0;
-            lq_json_u64(d, &v);
-            bytes *= v;
-        }
-        const char *dt = cJSON_GetStringValue(f[1]);
+        params = pt->params;
+        for (uint32_t k = 0; k < pt->ndims; k++)
+            bytes *= pi->dims[pt->dims + k];
+        const char *dt = pt->dtype;
         lq_dtype dtype = dt ? lq_dtype_from_name(dt, strlen(dt)) : LQ_DTYPE_INVALID;
         int of = 0;
         bytes = lq_dtype_nbytes(dtype, bytes, &of);
@@ -626,10 +774,10 @@ static lq_status build_report(const cJSON *plan, const plan_index *pi, shard_rec
         goto cleanup;
     }
     for (size_t i = 0; i < nt; i++) {
-        if (!have[i])
+        if (!HAVE(i))
             continue;
         char key[256];
-        lq_plan_layer_key(pi->name[i], key, sizeof(key));
+        lq_plan_layer_key(pi->t[i].name, key, sizeof(key));
         size_t L = lq_strmap_get(&layer_map, key);
         if (L == (size_t)-1) {
             if (!(layer_key[nlayers] = strdup(key))) {
@@ -655,9 +803,9 @@ static lq_status build_report(const cJSON *plan, const plan_index *pi, shard_rec
         for (size_t L = 0; L < nlayers; L++)
             lq_err_acc_init(&la[L]);
         for (size_t i = 0; i < nt; i++) {
-            if (!have[i])
+            if (!HAVE(i))
                 continue;
-            lq_err_acc_merge(&la[layer_of[i]], &acc[i]);
+            lq_err_acc_merge(&la[layer_of[i]], ACC(i));
             cnt[layer_of[i]]++;
         }
         for (size_t L = 0; L < nlayers; L++) {
@@ -682,26 +830,27 @@ static lq_status build_report(const cJSON *plan, const plan_index *pi, shard_rec
     lq_jw_key(w, "tensors");
     lq_jw_begin_array(w);
     for (size_t i = 0; i < nt; i++) {
-        if (!have[i])
+        if (!HAVE(i))
             continue;
-        const cJSON *ti = pi->t[i];
-        const char *name = pi->name[i];
-        const cJSON *shape = item_at(ti, 2);
+        const ptensor *ti = &pi->t[i];
+        const char *name = ti->name;
         lq_metrics m;
-        lq_err_acc_finish(&acc[i], &m);
+        lq_err_acc_finish(ACC(i), &m);
         lq_jw_begin_object(w);
         lq_jw_key(w, "name");
         lq_jw_string(w, name);
         lq_jw_key(w, "shape");
         lq_jw_begin_array(w);
         uint64_t N = 0, Kh = 0;
-        lq_json_u64(item_at(shape, 0), &N);
-        lq_json_u64(item_at(shape, 1), &Kh);
+        if (ti->ndims > 0)
+            N = pi->dims[ti->dims];
+        if (ti->ndims > 1)
+            Kh = pi->dims[ti->dims + 1];
         lq_jw_u64(w, N);
         lq_jw_u64(w, Kh * 2);
         lq_jw_end_array(w);
         lq_jw_key(w, "source_dtype");
-        lq_jw_string(w, cJSON_GetStringValue(item_at(ti, 7)));
+        lq_jw_string(w, ti->src_dtype);
         lq_jw_key(w, "format");
         lq_jw_string(w, "mxfp4");
         put_metrics(w, &m);
@@ -727,9 +876,9 @@ static lq_status build_report(const cJSON *plan, const plan_index *pi, shard_rec
     lq_jw_end_object(w);
     st = lq_jw_finish(w, text, NULL, err);
 cleanup:
+#undef HAVE
+#undef ACC
     lq_jw_free(w);
-    free(acc);
-    free(have);
     for (size_t L = 0; L < nlayers; L++)
         free(layer_key[L]);
     free(layer_key);
@@ -772,6 +921,11 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
     if (!parts)
         return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
     struct stat sb;
+    pi.istr = calloc(64, sizeof(*pi.istr));
+    if (!pi.istr || lq_strmap_init(&pi.interned, 64) != 0) {
+        st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+        goto cleanup;
+    }
     if (lstat(out, &sb) == 0 && !lq_publish_record_exists(out)) {
         st = lq_fail(err, LQ_ERR_INVALID_ARGUMENT, out, NULL, "OUT_EXISTS", "exists; refusing to overwrite it");
         goto cleanup;
@@ -781,7 +935,9 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
     uint64_t nparts = 0;
     for (size_t i = 0; i < nwork; i++) {
         parts[i].dir = work_dirs[i];
-        if ((st = load(work_dirs[i], ".mimo-plan.json", &parts[i].plan_file, err)) != LQ_OK) {
+        static const char *const tensors_key[] = {"plan", "tensors"};
+        lq_json_split sp = {tensors_key, 2, i == 0 ? plan_entry : skip_entry, &pi};
+        if ((st = load_split(work_dirs[i], ".mimo-plan.json", &sp, 1, &parts[i].plan_file, err)) != LQ_OK) {
             if (st == LQ_ERR_NOT_FOUND)
                 st = lq_fail(err, LQ_ERR_INVALID_ARGUMENT, work_dirs[i], NULL, "MERGE_PARTS",
                              "not a work directory of mimo-quantize (no .mimo-plan.json)");
@@ -835,6 +991,8 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
     }
     const cJSON *plan = lq_json_get(parts[0].plan_file, "plan");
     const cJSON *pshards = lq_json_get(plan, "shards");
+    if ((st = plan_index_finish(&pi, err)) != LQ_OK)
+        goto cleanup;
     nshards = (size_t)cJSON_GetArraySize(pshards);
     shards = calloc(nshards + 1, sizeof(*shards));
     if (!shards) {
@@ -860,7 +1018,10 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
                 goto cleanup;
             }
             shards[s].dir = work_dirs[i];
-            if ((st = load(work_dirs[i], rec, &shards[s].rec, err)) != LQ_OK)
+            static const char *const metrics_key[] = {"metrics"}, *const crc_key[] = {"crc32c"};
+            rec_ctx rc = {&pi, &shards[s], s, nshards};
+            lq_json_split sp[2] = {{metrics_key, 1, metrics_entry, &rc}, {crc_key, 1, crc_entry, &rc}};
+            if ((st = load_split(work_dirs[i], rec, sp, 2, &shards[s].rec, err)) != LQ_OK)
                 goto cleanup;
         }
         if (!shards[s].dir) {
@@ -901,15 +1062,8 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
 
     /* 4. Report and gates, before anything moves. */
     int gate_failed = 0;
-    if ((st = plan_index_build(lq_json_get(plan, "tensors"), &pi, err)) != LQ_OK ||
-        (st = build_report(plan, &pi, shards, nshards, o, &report, &gate_failed, err)) != LQ_OK)
+    if ((st = build_report(plan, &pi, shards, nshards, o, &report, &gate_failed, err)) != LQ_OK)
         goto cleanup;
-    /* The metrics are in the report now; the CRC-32C lists are indexed for the manifest. */
-    for (size_t s = 0; s < nshards; s++) {
-        cJSON_DeleteItemFromObjectCaseSensitive(shards[s].rec, "metrics");
-        if ((st = crc_index(&shards[s], err)) != LQ_OK)
-            goto cleanup;
-    }
     if (gate_failed) {
         char rp[4200];
         snprintf(rp, sizeof(rp), "%s.report.json", out);
@@ -999,8 +1153,8 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
         }
         for (size_t i = 0; i < nt; i++) {
             uint64_t sh = 0;
-            lq_json_u64(item_at(pi.t[i], 3), &sh);
-            inames[i] = pi.name[i];
+            sh = pi.t[i].shard;
+            inames[i] = pi.t[i].name;
             ifiles[i] = shards[sh < nshards ? sh : 0].name;
         }
         uint64_t total = 0;
@@ -1116,28 +1270,21 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
     lq_jw_key(w, "tensors");
     lq_jw_begin_array(w);
     for (size_t i = 0; i < nt; i++) {
-        const cJSON *f[4] = {0}, *c0 = pi.t[i]->child;
-        for (int k = 0; k < 4 && c0; k++, c0 = c0->next)
-            f[k] = c0;
-        uint64_t sh = 0;
-        lq_json_u64(f[3], &sh);
+        const ptensor *pt = &pi.t[i];
+        uint64_t sh = pt->shard;
         lq_jw_begin_object(w);
         lq_jw_key(w, "name");
-        lq_jw_string(w, pi.name[i]);
+        lq_jw_string(w, pt->name);
         lq_jw_key(w, "dtype");
-        lq_jw_string(w, cJSON_GetStringValue(f[1]));
+        lq_jw_string(w, pt->dtype);
         lq_jw_key(w, "shape");
         lq_jw_begin_array(w);
-        const cJSON *d;
-        cJSON_ArrayForEach(d, f[2]) {
-            uint64_t v = 0;
-            lq_json_u64(d, &v);
-            lq_jw_u64(w, v);
-        }
+        for (uint32_t k = 0; k < pt->ndims; k++)
+            lq_jw_u64(w, pi.dims[pt->dims + k]);
         lq_jw_end_array(w);
         lq_jw_key(w, "file");
         lq_jw_string(w, shards[sh < nshards ? sh : 0].name);
-        const char *crc = crc_of(&shards[sh < nshards ? sh : 0], pi.name[i]);
+        const char *crc = pt->crc_set ? pt->crc : NULL;
         if (crc) {
             lq_jw_key(w, "crc32c");
             lq_jw_string(w, crc);
@@ -1202,8 +1349,7 @@ cleanup:
     free(parts);
     for (size_t s = 0; shards && s < nshards; s++) {
         cJSON_Delete(shards[s].rec);
-        lq_strmap_free(&shards[s].crc);
-        free(shards[s].crcs);
+        free(shards[s].unknown_name);
     }
     plan_index_free(&pi);
     free(shards);
