@@ -661,7 +661,27 @@ typedef struct part_ctx {
     /* The plan's tensors grouped by shard, each group in plan order: shard s holds
      * by_shard[shard_first[s] .. shard_first[s + 1]) (indices into p->t). */
     size_t *shard_first, *by_shard;
+    size_t since_release;        /* tensors since the last release_source */
 } part_ctx;
+
+/* Drops every mapped source page from this process. Each tensor releases the whole pages of its
+ * own bytes once read (lq_pages_release); the pages it shares with its neighbours stay, about one
+ * page per tensor, which for a model of many small tensors is most of the resident memory (4 kB
+ * a tensor). Done every 1024 tensors and after each shard; pages still to be read fault back in
+ * from the page cache. */
+static void release_source(part_ctx *pc)
+{
+    pc->since_release = 0;
+    for (size_t i = 0; i < lq_ckpt_shard_count(pc->src); i++) {
+        const lq_st_file *f = lq_ckpt_shard(pc->src, i);
+        if (!f || lq_st_count(f) == 0)
+            continue;
+        const lq_tensor_info *t0 = lq_st_tensor(f, 0);
+        const uint8_t *data = lq_st_data(f, t0) - t0->begin;
+        uint64_t len = lq_st_file_size(f) - 8 - lq_st_header_len(f);
+        lq_pages_release(data, len);
+    }
+}
 
 /* Groups the plan's tensors by shard (a counting sort, so one pass per shard is not needed). */
 static int group_by_shard(part_ctx *pc)
@@ -841,9 +861,12 @@ static lq_status write_shard(part_ctx *pc, uint32_t s, lq_error *err)
     char *path = path_join(pc->work, p->shard_names[s]);
     const size_t *members = pc->by_shard + pc->shard_first[s];
     size_t cnt = pc->shard_first[s + 1] - pc->shard_first[s];
+    size_t cntq = 0;
+    for (size_t k = 0; k < cnt; k++)
+        cntq += p->t[members[k]].rule == LQ_RULE_MXFP4;
     const lq_plan_tensor **byname = calloc(cnt + 1, sizeof(*byname));
-    lq_err_acc *accs = calloc(cnt + 1, sizeof(*accs));
-    const lq_plan_tensor **qt = calloc(cnt + 1, sizeof(*qt));
+    lq_err_acc *accs = calloc(cntq + 1, sizeof(*accs));
+    const lq_plan_tensor **qt = calloc(cntq + 1, sizeof(*qt));
     size_t nq = 0;
     lq_stw *w = NULL;
     lq_jw *jw = NULL;
@@ -905,6 +928,8 @@ static lq_status write_shard(part_ctx *pc, uint32_t s, lq_error *err)
         if (st != LQ_OK)
             goto cleanup;
         if (t->rule != LQ_RULE_MXFP4_SCALE) {
+            if (++pc->since_release >= 1024)
+                release_source(pc);
             pc->done_bytes += ev.in_bytes;
             pc->done_tensors++;
             ev.done_bytes = pc->done_bytes;
@@ -932,6 +957,7 @@ static lq_status write_shard(part_ctx *pc, uint32_t s, lq_error *err)
         crcs[i] = lq_stw_crc32c(w, i);
         crc_names[i] = hit ? (*hit)->name : NULL;
     }
+    release_source(pc);
     uint8_t sha[32];
     uint64_t size = 0;
     st = lq_stw_finish(w, sha, &size, err);
