@@ -225,14 +225,32 @@ static lq_status shard_sizes(const lq_plan *p, sizes *sz, lq_error *err)
         return lq_fail(err, LQ_ERR_IO, "/tmp", NULL, NULL, "cannot create a scratch directory");
     lq_status st = LQ_OK;
     sz->shard_file = calloc(p->nshards + 1, sizeof(uint64_t));
+    /* The plan's tensors grouped by shard (counting sort), so each shard is one pass over its own. */
+    size_t *first = calloc((size_t)p->nshards + 2, sizeof(size_t)), *fill = calloc((size_t)p->nshards + 1, sizeof(size_t));
+    size_t *idx = calloc(p->n + 1, sizeof(size_t));
+    if (!first || !fill || !idx) {
+        free(first);
+        free(fill);
+        free(idx);
+        free(sz->shard_file);
+        sz->shard_file = NULL;
+    } else {
+        for (size_t i = 0; i < p->n; i++)
+            first[p->t[i].shard + 1]++;
+        for (uint32_t s = 0; s < p->nshards; s++)
+            first[s + 1] += first[s];
+        for (size_t i = 0; i < p->n; i++)
+            idx[first[p->t[i].shard] + fill[p->t[i].shard]++] = i;
+    }
     for (uint32_t s = 0; s < p->nshards && st == LQ_OK && sz->shard_file; s++) {
         char path[128];
         snprintf(path, sizeof(path), "%s/s", tmp);
         lq_stw *w = NULL;
         st = lq_stw_create(path, &w, err);
-        for (size_t i = 0; i < p->n && st == LQ_OK; i++)
-            if (p->t[i].shard == s)
-                st = lq_stw_add(w, p->t[i].name, p->t[i].dtype, p->t[i].rank, p->t[i].shape, err);
+        for (size_t k = first[s]; k < first[s + 1] && st == LQ_OK; k++) {
+            const lq_plan_tensor *t = &p->t[idx[k]];
+            st = lq_stw_add(w, t->name, t->dtype, t->rank, t->shape, err);
+        }
         if (st == LQ_OK)
             st = lq_stw_begin(w, err);
         if (st == LQ_OK)
@@ -240,6 +258,11 @@ static lq_status shard_sizes(const lq_plan *p, sizes *sz, lq_error *err)
         lq_stw_abort(w);
     }
     rmdir(tmp);
+    if (sz->shard_file) {
+        free(first);
+        free(fill);
+        free(idx);
+    }
     if (!sz->shard_file)
         return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
     return st;
