@@ -504,25 +504,32 @@ lq_ckpt_tensor lq_ckpt_at(const lq_ckpt *ck, size_t i)
     return ck && i < ck->count ? ck->tensors[i] : none;
 }
 
-int lq_ckpt_find(const lq_ckpt *ck, const char *name, lq_ckpt_tensor *out)
+size_t lq_ckpt_index(const lq_ckpt *ck, const char *name)
 {
     if (!ck || !name)
-        return -1;
+        return SIZE_MAX;
     size_t lo = 0, hi = ck->count;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         int c = strcmp(name, ck->tensors[mid].info->name);
-        if (c == 0) {
-            if (out)
-                *out = ck->tensors[mid];
-            return 0;
-        }
+        if (c == 0)
+            return mid;
         if (c < 0)
             hi = mid;
         else
             lo = mid + 1;
     }
-    return -1;
+    return SIZE_MAX;
+}
+
+int lq_ckpt_find(const lq_ckpt *ck, const char *name, lq_ckpt_tensor *out)
+{
+    size_t i = lq_ckpt_index(ck, name);
+    if (i == SIZE_MAX)
+        return -1;
+    if (out)
+        *out = ck->tensors[i];
+    return 0;
 }
 
 static uintptr_t page_size(void)

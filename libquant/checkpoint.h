@@ -77,6 +77,8 @@ size_t lq_ckpt_count(const lq_ckpt *ck);
 lq_ckpt_tensor lq_ckpt_at(const lq_ckpt *ck, size_t i);
 /* Exact-name lookup. Returns 0 and fills *out when found, -1 otherwise. */
 int lq_ckpt_find(const lq_ckpt *ck, const char *name, lq_ckpt_tensor *out);
+/* Exact-name lookup by position: the index i of lq_ckpt_at(ck, i) called name, or SIZE_MAX. */
+size_t lq_ckpt_index(const lq_ckpt *ck, const char *name);
 
 /* Mapped tensor data: fault the pages of [p, p + n) in with one call before reading them
  * (MADV_POPULATE_READ, Linux 5.14+; older kernels ignore it), and drop them from this process's

@@ -157,10 +157,26 @@ static lq_status write_text(const char *path, const char *text, uint8_t sha[32],
     return lq_write_file_atomic(path, text, n, sha, err);
 }
 
-/* Reads a small JSON state file (strict). */
-static lq_status read_json(const char *path, cJSON **out, lq_error *err)
+static lq_status skip_elem(void *user, size_t index, const cJSON *e, lq_error *err)
 {
-    return lq_json_parse_file(path, (size_t)256 << 20, NULL, out, err);
+    (void)user;
+    (void)index;
+    (void)e;
+    (void)err;
+    return LQ_OK;
+}
+
+/* Reads a state file whose per-tensor lists are not needed here (checked strictly, never
+ * built as one tree): a shard record without "metrics" and "crc32c", a plan without
+ * "plan"."tensors". */
+static lq_status read_state_head(const char *path, int plan, cJSON **out, lq_error *err)
+{
+    static const char *const tensors[] = {"plan", "tensors"}, *const metrics[] = {"metrics"},
+                             *const crc[] = {"crc32c"};
+    lq_json_split sp[2] = {{metrics, 1, skip_elem, NULL}, {crc, 1, skip_elem, NULL}};
+    if (plan)
+        sp[0] = (lq_json_split){tensors, 2, skip_elem, NULL};
+    return lq_json_parse_file_split(path, (size_t)256 << 20, NULL, sp, plan ? 1 : 2, out, err);
 }
 
 static const char *jstr(const cJSON *o, const char *k)
@@ -312,10 +328,10 @@ static lq_status plan_text(const lq_ckpt *src, const lq_plan *p, const lq_run_op
                            char fp_hex[65], lq_error *err)
 {
     lq_status st = LQ_OK;
-    lq_jw *w = lq_jw_new(0), *body = lq_jw_new(0);
+    lq_jw *body = lq_jw_new(0);
     EVP_MD_CTX *fp = EVP_MD_CTX_new();
     char *body_text = NULL;
-    if (!w || !body || !fp) {
+    if (!body || !fp) {
         st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
         goto cleanup;
     }
@@ -375,22 +391,20 @@ static lq_status plan_text(const lq_ckpt *src, const lq_plan *p, const lq_run_op
     EVP_DigestFinal_ex(fp, d, NULL);
     hex32(d, fp_hex);
 
-    lq_jw_begin_object(w);
-    lq_jw_key(w, "schema");
-    lq_jw_u64(w, 1);
-    lq_jw_key(w, "fingerprint");
-    lq_jw_string(w, fp_hex);
-    lq_jw_key(w, "part");
-    lq_jw_u64(w, o->part);
-    lq_jw_key(w, "nparts");
-    lq_jw_u64(w, o->nparts);
-    lq_jw_key(w, "plan");
-    lq_jw_raw(w, body_text);
-    lq_jw_end_object(w);
-    st = lq_jw_finish(w, text, NULL, err);
+    /* The envelope around the body, which our own writer produced: concatenated, not passed
+     * through lq_jw_raw, whose check would build the body's whole tree (about 1 kB per tensor). */
+    size_t cap = blen + 200;
+    *text = malloc(cap);
+    if (!*text) {
+        st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+        goto cleanup;
+    }
+    int hl = snprintf(*text, cap, "{\"schema\":1,\"fingerprint\":\"%s\",\"part\":%u,\"nparts\":%u,\"plan\":", fp_hex,
+                      o->part, o->nparts);
+    memcpy(*text + hl, body_text, blen);
+    memcpy(*text + hl + blen, "}", 2);
 cleanup:
     free(body_text);
-    lq_jw_free(w);
     lq_jw_free(body);
     EVP_MD_CTX_free(fp);
     return st;
@@ -650,7 +664,53 @@ typedef struct part_ctx {
     size_t scales_quant;
     uint64_t done_bytes, total_bytes;
     size_t done_tensors, total_tensors;
+    /* The plan's tensors grouped by shard, each group in plan order: shard s holds
+     * by_shard[shard_first[s] .. shard_first[s + 1]) (indices into p->t). */
+    size_t *shard_first, *by_shard;
+    size_t since_release;        /* tensors since the last release_source */
 } part_ctx;
+
+/* Drops every mapped source page from this process. Each tensor releases the whole pages of its
+ * own bytes once read (lq_pages_release); the pages it shares with its neighbours stay, about one
+ * page per tensor, which for a model of many small tensors is most of the resident memory (4 kB
+ * a tensor). Done every 1024 tensors and after each shard; pages still to be read fault back in
+ * from the page cache. */
+static void release_source(part_ctx *pc)
+{
+    pc->since_release = 0;
+    for (size_t i = 0; i < lq_ckpt_shard_count(pc->src); i++) {
+        const lq_st_file *f = lq_ckpt_shard(pc->src, i);
+        if (!f || lq_st_count(f) == 0)
+            continue;
+        const lq_tensor_info *t0 = lq_st_tensor(f, 0);
+        const uint8_t *data = lq_st_data(f, t0) - t0->begin;
+        uint64_t len = lq_st_file_size(f) - 8 - lq_st_header_len(f);
+        lq_pages_release(data, len);
+    }
+}
+
+/* Groups the plan's tensors by shard (a counting sort, so one pass per shard is not needed). */
+static int group_by_shard(part_ctx *pc)
+{
+    const lq_plan *p = pc->p;
+    pc->shard_first = calloc((size_t)p->nshards + 2, sizeof(size_t));
+    pc->by_shard = calloc(p->n + 1, sizeof(size_t));
+    if (!pc->shard_first || !pc->by_shard)
+        return -1;
+    for (size_t i = 0; i < p->n; i++)
+        pc->shard_first[p->t[i].shard + 1]++;
+    for (uint32_t s = 0; s < p->nshards; s++)
+        pc->shard_first[s + 1] += pc->shard_first[s];
+    size_t *fill = calloc((size_t)p->nshards + 1, sizeof(size_t));
+    if (!fill)
+        return -1;
+    for (size_t i = 0; i < p->n; i++) {
+        uint32_t s = p->t[i].shard;
+        pc->by_shard[pc->shard_first[s] + fill[s]++] = i;
+    }
+    free(fill);
+    return 0;
+}
 
 static uint64_t src_bytes_of(const lq_plan_tensor *t)
 {
@@ -805,12 +865,14 @@ static lq_status write_shard(part_ctx *pc, uint32_t s, lq_error *err)
     const lq_plan *p = pc->p;
     lq_status st = LQ_OK;
     char *path = path_join(pc->work, p->shard_names[s]);
-    size_t cnt = 0;
-    for (size_t i = 0; i < p->n; i++)
-        cnt += p->t[i].shard == s;
+    const size_t *members = pc->by_shard + pc->shard_first[s];
+    size_t cnt = pc->shard_first[s + 1] - pc->shard_first[s];
+    size_t cntq = 0;
+    for (size_t k = 0; k < cnt; k++)
+        cntq += p->t[members[k]].rule == LQ_RULE_MXFP4;
     const lq_plan_tensor **byname = calloc(cnt + 1, sizeof(*byname));
-    lq_err_acc *accs = calloc(p->nquant + 1, sizeof(*accs));
-    const lq_plan_tensor **qt = calloc(cnt + 1, sizeof(*qt));
+    lq_err_acc *accs = calloc(cntq + 1, sizeof(*accs));
+    const lq_plan_tensor **qt = calloc(cntq + 1, sizeof(*qt));
     size_t nq = 0;
     lq_stw *w = NULL;
     lq_jw *jw = NULL;
@@ -819,16 +881,15 @@ static lq_status write_shard(part_ctx *pc, uint32_t s, lq_error *err)
         st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
         goto cleanup;
     }
-    cnt = 0;
-    for (size_t i = 0; i < p->n; i++)
-        if (p->t[i].shard == s)
-            byname[cnt++] = &p->t[i];
+    for (size_t k = 0; k < cnt; k++)
+        byname[k] = &p->t[members[k]];
     qsort(byname, cnt, sizeof(*byname), cmp_plan_name);
     if ((st = lq_stw_create(path, &w, err)) != LQ_OK)
         goto cleanup;
-    for (size_t i = 0; i < p->n && st == LQ_OK; i++)
-        if (p->t[i].shard == s)
-            st = lq_stw_add(w, p->t[i].name, p->t[i].dtype, p->t[i].rank, p->t[i].shape, err);
+    for (size_t k = 0; k < cnt && st == LQ_OK; k++) {
+        const lq_plan_tensor *t = &p->t[members[k]];
+        st = lq_stw_add(w, t->name, t->dtype, t->rank, t->shape, err);
+    }
     if (st != LQ_OK || (st = lq_stw_begin(w, err)) != LQ_OK)
         goto cleanup;
     const char *next;
@@ -873,6 +934,8 @@ static lq_status write_shard(part_ctx *pc, uint32_t s, lq_error *err)
         if (st != LQ_OK)
             goto cleanup;
         if (t->rule != LQ_RULE_MXFP4_SCALE) {
+            if (++pc->since_release >= 1024)
+                release_source(pc);
             pc->done_bytes += ev.in_bytes;
             pc->done_tensors++;
             ev.done_bytes = pc->done_bytes;
@@ -883,10 +946,11 @@ static lq_status write_shard(part_ctx *pc, uint32_t s, lq_error *err)
                 pc->o->progress(pc->o->user, &ev);
         }
     }
-    /* Per-tensor CRC-32C, for verifiers to name a damaged tensor (file order). */
+    /* Per-tensor CRC-32C, for verifiers to name a damaged tensor (file order). The names are
+     * the plan's (the writer's own copies go with it). */
     size_t nt = lq_stw_count(w);
     uint32_t *crcs = calloc(nt + 1, sizeof(uint32_t));
-    char **crc_names = calloc(nt + 1, sizeof(char *));
+    const char **crc_names = calloc(nt + 1, sizeof(char *));
     if (!crcs || !crc_names) {
         free(crcs);
         free(crc_names);
@@ -894,16 +958,17 @@ static lq_status write_shard(part_ctx *pc, uint32_t s, lq_error *err)
         goto cleanup;
     }
     for (size_t i = 0; i < nt; i++) {
+        const lq_plan_tensor key = {.name = (char *)lq_stw_tensor(w, i)->name}, *kp = &key;
+        const lq_plan_tensor **hit = bsearch(&kp, byname, cnt, sizeof(*byname), cmp_plan_name);
         crcs[i] = lq_stw_crc32c(w, i);
-        crc_names[i] = strdup(lq_stw_tensor(w, i)->name);
+        crc_names[i] = hit ? (*hit)->name : NULL;
     }
+    release_source(pc);
     uint8_t sha[32];
     uint64_t size = 0;
     st = lq_stw_finish(w, sha, &size, err);
     w = NULL;
     if (st != LQ_OK) {
-        for (size_t i = 0; i < nt; i++)
-            free(crc_names[i]);
         free(crcs);
         free(crc_names);
         goto cleanup;
@@ -946,7 +1011,6 @@ static lq_status write_shard(part_ctx *pc, uint32_t s, lq_error *err)
         lq_jw_string(jw, crc_names[i] ? crc_names[i] : "");
         lq_jw_string(jw, hx8);
         lq_jw_end_array(jw);
-        free(crc_names[i]);
     }
     free(crcs);
     free(crc_names);
@@ -986,7 +1050,7 @@ static lq_status check_done(const char *work, const char *shard, int *done, lq_e
     }
     if (access(rpath, F_OK) != 0)
         goto cleanup;
-    if ((st = read_json(rpath, &j, err)) != LQ_OK)
+    if ((st = read_state_head(rpath, 0, &j, err)) != LQ_OK)
         goto cleanup;
     int ok = 1;
     uint64_t size = ju64(j, "size", &ok);
@@ -1247,7 +1311,7 @@ lq_status lq_run_part(const lq_ckpt *src, const lq_plan *p, const char *work, co
                          "a work directory from an earlier run exists: continue it with --resume, or remove it");
             goto cleanup;
         }
-        if ((st = read_json(ppath, &old, err)) != LQ_OK) {
+        if ((st = read_state_head(ppath, 1, &old, err)) != LQ_OK) {
             if (st == LQ_ERR_NOT_FOUND) {
                 /* finalize drops the bookkeeping just before the rename that publishes OUT, after
                  * writing the publish record that --resume finishes from (above). A directory with
@@ -1317,6 +1381,12 @@ lq_status lq_run_part(const lq_ckpt *src, const lq_plan *p, const char *work, co
             goto cleanup;
     }
 
+    /* The plan's text and an earlier run's plan are not needed past this point. */
+    cJSON_Delete(old);
+    old = NULL;
+    free(plan_txt);
+    plan_txt = NULL;
+
     /* Shards and source files of this part: contiguous ranges. */
     uint32_t s0, s1, f0, f1;
     lq_part_range(p->nshards, o->part, o->nparts, &s0, &s1);
@@ -1330,11 +1400,17 @@ lq_status lq_run_part(const lq_ckpt *src, const lq_plan *p, const char *work, co
     else
         hash_worker(&ht);
 
-    for (size_t i = 0; i < p->n; i++)
-        if (p->t[i].shard >= s0 && p->t[i].shard < s1 && p->t[i].rule != LQ_RULE_MXFP4_SCALE) {
-            pc.total_bytes += src_bytes_of(&p->t[i]);
+    if (group_by_shard(&pc) != 0) {
+        st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+        goto cleanup;
+    }
+    for (size_t k = pc.shard_first[s0]; k < pc.shard_first[s1]; k++) {
+        const lq_plan_tensor *t = &p->t[pc.by_shard[k]];
+        if (t->rule != LQ_RULE_MXFP4_SCALE) {
+            pc.total_bytes += src_bytes_of(t);
             pc.total_tensors++;
         }
+    }
     pc.chunk_elems = LQ_CONVERT_CHUNK_ELEMS > p->max_quant_cols ? LQ_CONVERT_CHUNK_ELEMS : p->max_quant_cols;
     pc.f32 = malloc(pc.chunk_elems * sizeof(float) + 16);
     pc.packed = malloc(pc.chunk_elems / 2 + 16);
@@ -1347,11 +1423,13 @@ lq_status lq_run_part(const lq_ckpt *src, const lq_plan *p, const char *work, co
         if ((st = check_done(work, p->shard_names[s], &done, err)) != LQ_OK)
             goto cleanup;
         if (done) {
-            for (size_t i = 0; i < p->n; i++)
-                if (p->t[i].shard == s && p->t[i].rule != LQ_RULE_MXFP4_SCALE) {
-                    pc.done_bytes += src_bytes_of(&p->t[i]);
+            for (size_t k = pc.shard_first[s]; k < pc.shard_first[s + 1]; k++) {
+                const lq_plan_tensor *t = &p->t[pc.by_shard[k]];
+                if (t->rule != LQ_RULE_MXFP4_SCALE) {
+                    pc.done_bytes += src_bytes_of(t);
                     pc.done_tensors++;
                 }
+            }
             continue;
         }
         if (cancelled(o)) {
@@ -1377,6 +1455,8 @@ cleanup:
     cJSON_Delete(old);
     free(plan_txt);
     free(ppath);
+    free(pc.shard_first);
+    free(pc.by_shard);
     free(pc.f32);
     free(pc.packed);
     free(pc.row_acc);

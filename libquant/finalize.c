@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "internal/fileio.h"
+#include "internal/strmap.h"
 #include "json.h"
 #include "jsonw.h"
 #include "libquant.h"
@@ -31,17 +32,187 @@ typedef struct part_info {
     uint64_t part;
 } part_info;
 
-typedef struct shard_rec {
-    const char *name;
-    const char *dir;          /* work directory holding it */
-    cJSON *rec;
-} shard_rec;
-
 typedef struct file_rec {
     char *path;               /* relative to OUT */
     uint64_t size;
     char sha[65];
 } file_rec;
+
+/* Strings kept for the whole finalize, in blocks (no allocation per string). */
+typedef struct arena {
+    char **blocks;
+    size_t nblocks, used, cap;
+} arena;
+
+static const char *arena_str(arena *a, const char *s)
+{
+    if (!s)
+        return NULL;
+    size_t n = strlen(s) + 1;
+    if (!a->nblocks || a->used + n > a->cap) {
+        size_t cap = n > ((size_t)1 << 20) ? n : ((size_t)1 << 20);
+        char **nb = realloc(a->blocks, (a->nblocks + 1) * sizeof(*nb));
+        if (!nb)
+            return NULL;
+        a->blocks = nb;
+        if (!(nb[a->nblocks] = malloc(cap)))
+            return NULL;
+        a->nblocks++;
+        a->used = 0;
+        a->cap = cap;
+    }
+    char *d = a->blocks[a->nblocks - 1] + a->used;
+    memcpy(d, s, n);
+    a->used += n;
+    return d;
+}
+
+static void arena_free(arena *a)
+{
+    for (size_t i = 0; i < a->nblocks; i++)
+        free(a->blocks[i]);
+    free(a->blocks);
+    memset(a, 0, sizeof(*a));
+}
+
+/* One entry of plan.tensors: [name, dtype, shape, shard, rule, class, params, source dtype].
+ * Strings are NULL where the entry has no string there, numbers 0 where no exact integer. */
+typedef struct ptensor {
+    const char *name, *dtype, *cls, *src_dtype;
+    uint64_t shard, params;
+    size_t dims;              /* shape values: plan_index.dims[dims .. dims + ndims) */
+    uint32_t ndims;
+    uint32_t slot;            /* 1 + index of its metrics in plan_index.acc; 0: none */
+    const char *crc;          /* from its shard's record; crc_set: found there (crc may be NULL) */
+    int crc_set;
+} ptensor;
+
+/* The plan's tensors, read one entry at a time from .mimo-plan.json (the file's tree holds
+ * everything else), with the metrics and CRC-32C of the shard records filled in as those are
+ * read. */
+typedef struct plan_index {
+    ptensor *t;
+    size_t n, cap;
+    uint64_t *dims;
+    size_t ndims, dims_cap;
+    lq_strmap by_name;        /* name -> index (the first entry of a name) */
+    lq_strmap interned;       /* dtype and class strings, stored once */
+    const char **istr;
+    size_t nistr;
+    arena names;
+    lq_err_acc *acc;          /* metrics, in the order read */
+    size_t nacc, acc_cap;
+} plan_index;
+
+typedef struct shard_rec {
+    const char *name;
+    const char *dir;          /* work directory holding it */
+    cJSON *rec;               /* the record without its metrics and crc32c lists */
+    int unknown;              /* metrics for a tensor not in the plan: the first one's name */
+    char *unknown_name;
+} shard_rec;
+
+static const cJSON *item_at(const cJSON *a, int k)
+{
+    const cJSON *c = a ? a->child : NULL;
+    while (c && k-- > 0)
+        c = c->next;
+    return c;
+}
+
+static const char *intern(plan_index *pi, const char *s)
+{
+    if (!s)
+        return NULL;
+    size_t k = lq_strmap_get(&pi->interned, s);
+    if (k != (size_t)-1)
+        return pi->istr[k];
+    if (pi->nistr >= 64)
+        return arena_str(&pi->names, s); /* not a small set after all: stored per entry */
+    const char *c = arena_str(&pi->names, s);
+    if (!c)
+        return NULL;
+    pi->istr[pi->nistr] = c;
+    lq_strmap_add(&pi->interned, c, pi->nistr++);
+    return c;
+}
+
+static lq_status plan_entry(void *user, size_t index, const cJSON *e, lq_error *err)
+{
+    plan_index *pi = user;
+    (void)index;
+    if (pi->n == pi->cap) {
+        size_t cap = pi->cap ? 2 * pi->cap : 1024;
+        ptensor *t = realloc(pi->t, cap * sizeof(*t));
+        if (!t)
+            return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+        pi->t = t;
+        pi->cap = cap;
+    }
+    ptensor *t = &pi->t[pi->n];
+    memset(t, 0, sizeof(*t));
+    const cJSON *f[8] = {0}, *c = e->child;
+    for (int k = 0; k < 8 && c; k++, c = c->next)
+        f[k] = c;
+    const char *nm = cJSON_GetStringValue(f[0]);
+    t->name = nm ? arena_str(&pi->names, nm) : NULL;
+    t->dtype = intern(pi, cJSON_GetStringValue(f[1]));
+    t->cls = intern(pi, cJSON_GetStringValue(f[5]));
+    t->src_dtype = intern(pi, cJSON_GetStringValue(f[7]));
+    if ((nm && !t->name) || (f[1] && cJSON_GetStringValue(f[1]) && !t->dtype) ||
+        (f[5] && cJSON_GetStringValue(f[5]) && !t->cls) || (f[7] && cJSON_GetStringValue(f[7]) && !t->src_dtype))
+        return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+    lq_json_u64(f[3], &t->shard);
+    lq_json_u64(f[6], &t->params);
+    t->dims = pi->ndims;
+    for (const cJSON *d = f[2] ? f[2]->child : NULL; d; d = d->next) {
+        if (pi->ndims == pi->dims_cap) {
+            size_t cap = pi->dims_cap ? 2 * pi->dims_cap : 2048;
+            uint64_t *nd = realloc(pi->dims, cap * sizeof(*nd));
+            if (!nd)
+                return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+            pi->dims = nd;
+            pi->dims_cap = cap;
+        }
+        uint64_t v = 0;
+        lq_json_u64(d, &v);
+        pi->dims[pi->ndims++] = v;
+        t->ndims++;
+    }
+    pi->n++;
+    return LQ_OK;
+}
+
+/* Other parts' plans: only their header is read. */
+static lq_status skip_entry(void *user, size_t index, const cJSON *e, lq_error *err)
+{
+    (void)user;
+    (void)index;
+    (void)e;
+    (void)err;
+    return LQ_OK;
+}
+
+static lq_status plan_index_finish(plan_index *pi, lq_error *err)
+{
+    if (lq_strmap_init(&pi->by_name, pi->n) != 0)
+        return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+    for (size_t i = 0; i < pi->n; i++)
+        if (pi->t[i].name)
+            lq_strmap_add(&pi->by_name, pi->t[i].name, i);
+    return LQ_OK;
+}
+
+static void plan_index_free(plan_index *pi)
+{
+    free(pi->t);
+    free(pi->dims);
+    lq_strmap_free(&pi->by_name);
+    lq_strmap_free(&pi->interned);
+    free(pi->istr);
+    arena_free(&pi->names);
+    free(pi->acc);
+}
 
 static char *pjoin(const char *a, const char *b)
 {
@@ -375,33 +546,93 @@ static int cmp_file(const void *a, const void *b)
 static void acc_from_json(const cJSON *a, lq_err_acc *acc, const char **name)
 {
     lq_err_acc_init(acc);
-    *name = cJSON_GetStringValue(cJSON_GetArrayItem(a, 0));
+    const cJSON *v[10] = {0};
+    const cJSON *c = a ? a->child : NULL;
+    for (int k = 0; k < 10 && c; k++, c = c->next)
+        v[k] = c;
+    *name = cJSON_GetStringValue(v[0]);
     uint64_t u;
-    if (lq_json_u64(cJSON_GetArrayItem(a, 1), &u) == 0)
+    if (lq_json_u64(v[1], &u) == 0)
         acc->n = u;
-    acc->sum_w2 = cJSON_GetNumberValue(cJSON_GetArrayItem(a, 2));
-    acc->sum_q2 = cJSON_GetNumberValue(cJSON_GetArrayItem(a, 3));
-    acc->sum_wq = cJSON_GetNumberValue(cJSON_GetArrayItem(a, 4));
-    acc->sum_e2 = cJSON_GetNumberValue(cJSON_GetArrayItem(a, 5));
-    acc->max_abs = cJSON_GetNumberValue(cJSON_GetArrayItem(a, 6));
-    if (lq_json_u64(cJSON_GetArrayItem(a, 7), &u) == 0)
+    acc->sum_w2 = cJSON_GetNumberValue(v[2]);
+    acc->sum_q2 = cJSON_GetNumberValue(v[3]);
+    acc->sum_wq = cJSON_GetNumberValue(v[4]);
+    acc->sum_e2 = cJSON_GetNumberValue(v[5]);
+    acc->max_abs = cJSON_GetNumberValue(v[6]);
+    if (lq_json_u64(v[7], &u) == 0)
         acc->clipped = u;
-    if (lq_json_u64(cJSON_GetArrayItem(a, 8), &u) == 0)
+    if (lq_json_u64(v[8], &u) == 0)
         acc->zeroed = u;
-    if (lq_json_u64(cJSON_GetArrayItem(a, 9), &u) == 0)
+    if (lq_json_u64(v[9], &u) == 0)
         acc->nonfinite = u;
 }
 
-/* The CRC-32C a shard record gives for a tensor (linear: a shard holds a few thousand at most). */
-static const char *crc_of(const cJSON *rec, const char *name)
+/* A shard record's lists, entry by entry, into the plan index. */
+typedef struct rec_ctx {
+    plan_index *pi;
+    shard_rec *sr;
+    size_t s, nshards;
+} rec_ctx;
+
+static lq_status metrics_entry(void *user, size_t index, const cJSON *e, lq_error *err)
 {
-    const cJSON *e;
-    cJSON_ArrayForEach(e, lq_json_get(rec, "crc32c")) {
-        const char *n = cJSON_GetStringValue(cJSON_GetArrayItem(e, 0));
-        if (n && name && !strcmp(n, name))
-            return cJSON_GetStringValue(cJSON_GetArrayItem(e, 1));
+    rec_ctx *c = user;
+    plan_index *pi = c->pi;
+    (void)index;
+    const char *nm;
+    lq_err_acc x;
+    acc_from_json(e, &x, &nm);
+    size_t i = nm ? lq_strmap_get(&pi->by_name, nm) : (size_t)-1;
+    if (i == (size_t)-1) {
+        if (!c->sr->unknown) {
+            c->sr->unknown = 1;
+            if (nm && !(c->sr->unknown_name = strdup(nm)))
+                return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+        }
+        return LQ_OK;
     }
-    return NULL;
+    if (!pi->t[i].slot) {
+        if (pi->nacc == pi->acc_cap) {
+            size_t cap = pi->acc_cap ? 2 * pi->acc_cap : 1024;
+            lq_err_acc *na = realloc(pi->acc, cap * sizeof(*na));
+            if (!na)
+                return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+            pi->acc = na;
+            pi->acc_cap = cap;
+        }
+        pi->t[i].slot = (uint32_t)++pi->nacc;
+    }
+    pi->acc[pi->t[i].slot - 1] = x;
+    return LQ_OK;
+}
+
+/* The manifest takes a tensor's CRC-32C from the record of its own shard, the first entry of
+ * its name there. */
+static lq_status crc_entry(void *user, size_t index, const cJSON *e, lq_error *err)
+{
+    rec_ctx *c = user;
+    plan_index *pi = c->pi;
+    (void)index;
+    const char *nm = cJSON_GetStringValue(item_at(e, 0));
+    size_t i = nm ? lq_strmap_get(&pi->by_name, nm) : (size_t)-1;
+    if (i == (size_t)-1 || pi->t[i].crc_set || (pi->t[i].shard < c->nshards ? pi->t[i].shard : 0) != c->s)
+        return LQ_OK;
+    const char *v = cJSON_GetStringValue(item_at(e, 1));
+    pi->t[i].crc_set = 1;
+    if (v && !(pi->t[i].crc = arena_str(&pi->names, v)))
+        return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+    return LQ_OK;
+}
+
+static lq_status load_split(const char *dir, const char *name, const lq_json_split *sp, size_t nsp, cJSON **out,
+                            lq_error *err)
+{
+    char *p = pjoin(dir, name);
+    if (!p)
+        return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+    lq_status st = lq_json_parse_file_split(p, (size_t)512 << 20, NULL, sp, nsp, out, err);
+    free(p);
+    return st;
 }
 
 static void put_metrics(lq_jw *w, const lq_metrics *m)
@@ -421,43 +652,31 @@ static void put_metrics(lq_jw *w, const lq_metrics *m)
 }
 
 /* Builds mimo-quant-report.json and runs the gates. */
-static lq_status build_report(const cJSON *plan, shard_rec *shards, size_t nshards, const lq_finalize_opts *o,
-                              char **text, int *gate_failed, lq_error *err)
+static lq_status build_report(const cJSON *plan, const plan_index *pi, shard_rec *shards, size_t nshards,
+                              const lq_finalize_opts *o, char **text, int *gate_failed, lq_error *err)
 {
-    const cJSON *tensors = lq_json_get(plan, "tensors");
-    size_t nt = (size_t)cJSON_GetArraySize(tensors);
-    lq_err_acc *acc = calloc(nt + 1, sizeof(*acc));
-    char *have = calloc(nt + 1, 1);
+    size_t nt = pi->n;
+    (void)nshards;
+    lq_strmap layer_map = {0};
+    char **layer_key = NULL;
+    size_t *layer_of = NULL, nlayers = 0;
     lq_jw *w = lq_jw_new(2);
     lq_status st = LQ_OK;
     *gate_failed = 0;
-    if (!acc || !have || !w) {
+    if (!w) {
         st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
         goto cleanup;
     }
-    /* Tensor index by name: the plan lists tensors in output order; records name them. */
+    /* Metrics naming a tensor not in the plan (found while the records were read). */
     for (size_t s = 0; s < nshards; s++) {
-        const cJSON *ms = lq_json_get(shards[s].rec, "metrics");
-        const cJSON *a;
-        cJSON_ArrayForEach(a, ms) {
-            const char *nm;
-            lq_err_acc x;
-            acc_from_json(a, &x, &nm);
-            size_t i = 0;
-            const cJSON *t;
-            cJSON_ArrayForEach(t, tensors) {
-                if (nm && !strcmp(cJSON_GetStringValue(cJSON_GetArrayItem(t, 0)), nm))
-                    break;
-                i++;
-            }
-            if (i >= nt) {
-                st = lq_fail(err, LQ_ERR_CORRUPT, shards[s].dir, nm, "MERGE_PLAN", "metrics for a tensor not in the plan");
-                goto cleanup;
-            }
-            acc[i] = x;
-            have[i] = 1;
+        if (shards[s].unknown) {
+            st = lq_fail(err, LQ_ERR_CORRUPT, shards[s].dir, shards[s].unknown_name, "MERGE_PLAN",
+                         "metrics for a tensor not in the plan");
+            goto cleanup;
         }
     }
+#define HAVE(i) (pi->t[i].slot != 0)
+#define ACC(i) (&pi->acc[pi->t[i].slot - 1])
     const char *opts_mode = jstr(lq_json_get(plan, "options"), "scale_mode");
     lq_jw_begin_object(w);
     lq_jw_key(w, "schema_version");
@@ -475,12 +694,12 @@ static lq_status build_report(const cJSON *plan, shard_rec *shards, size_t nshar
     size_t nq = 0, worst = SIZE_MAX;
     double worst_db = INFINITY;
     for (size_t i = 0; i < nt; i++) {
-        if (!have[i])
+        if (!HAVE(i))
             continue;
         nq++;
-        lq_err_acc_merge(&total, &acc[i]);
+        lq_err_acc_merge(&total, ACC(i));
         lq_metrics m;
-        lq_err_acc_finish(&acc[i], &m);
+        lq_err_acc_finish(ACC(i), &m);
         if (worst == SIZE_MAX || m.sqnr_db < worst_db) {
             worst = i;
             worst_db = m.sqnr_db;
@@ -499,7 +718,7 @@ static lq_status build_report(const cJSON *plan, shard_rec *shards, size_t nshar
     lq_jw_u64(w, tm.nonfinite);
     lq_jw_key(w, "worst_tensor");
     if (worst != SIZE_MAX)
-        lq_jw_string(w, cJSON_GetStringValue(cJSON_GetArrayItem(cJSON_GetArrayItem(tensors, (int)worst), 0)));
+        lq_jw_string(w, pi->t[worst].name);
     else
         lq_jw_null(w);
     lq_jw_key(w, "worst_sqnr_db");
@@ -508,23 +727,18 @@ static lq_status build_report(const cJSON *plan, shard_rec *shards, size_t nshar
 
     /* Bits per weight per module class. */
     uint64_t cls_params[LQ_PLAN_NCLASSES] = {0}, cls_bytes[LQ_PLAN_NCLASSES] = {0}, cls_n[LQ_PLAN_NCLASSES] = {0};
-    const cJSON *t;
-    cJSON_ArrayForEach(t, tensors) {
-        const char *cls = cJSON_GetStringValue(cJSON_GetArrayItem(t, 5));
+    for (size_t i = 0; i < nt; i++) {
+        const ptensor *pt = &pi->t[i];
+        const char *cls = pt->cls;
         int c = LQ_PLAN_NCLASSES - 1;
         for (int k = 0; k < LQ_PLAN_NCLASSES; k++)
             if (cls && !strcmp(cls, lq_plan_class_name(k)))
                 c = k;
         uint64_t params = 0, bytes = 1;
-        lq_json_u64(cJSON_GetArrayItem(t, 6), &params);
-        const cJSON *shape = cJSON_GetArrayItem(t, 2);
-        const cJSON *d;
-        cJSON_ArrayForEach(d, shape) {
-            uint64_t v = 0;
-            lq_json_u64(d, &v);
-            bytes *= v;
-        }
-        const char *dt = cJSON_GetStringValue(cJSON_GetArrayItem(t, 1));
+        params = pt->params;
+        for (uint32_t k = 0; k < pt->ndims; k++)
+            bytes *= pi->dims[pt->dims + k];
+        const char *dt = pt->dtype;
         lq_dtype dtype = dt ? lq_dtype_from_name(dt, strlen(dt)) : LQ_DTYPE_INVALID;
         int of = 0;
         bytes = lq_dtype_nbytes(dtype, bytes, &of);
@@ -552,66 +766,91 @@ static lq_status build_report(const cJSON *plan, shard_rec *shards, size_t nshar
     }
     lq_jw_end_array(w);
 
-    /* Per layer, in first-appearance order. */
+    /* Per layer, in first-appearance order: each quantized tensor's layer looked up once. */
+    layer_key = calloc(nt + 1, sizeof(*layer_key));
+    layer_of = calloc(nt + 1, sizeof(*layer_of));
+    if (!layer_key || !layer_of || lq_strmap_init(&layer_map, nt) != 0) {
+        st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+        goto cleanup;
+    }
+    for (size_t i = 0; i < nt; i++) {
+        if (!HAVE(i))
+            continue;
+        char key[256];
+        lq_plan_layer_key(pi->t[i].name, key, sizeof(key));
+        size_t L = lq_strmap_get(&layer_map, key);
+        if (L == (size_t)-1) {
+            if (!(layer_key[nlayers] = strdup(key))) {
+                st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+                goto cleanup;
+            }
+            L = nlayers++;
+            lq_strmap_add(&layer_map, layer_key[L], L);
+        }
+        layer_of[i] = L;
+    }
     lq_jw_key(w, "layers");
     lq_jw_begin_array(w);
-    char *done_layer = calloc(nt + 1, 1);
-    for (size_t i = 0; done_layer && i < nt; i++) {
-        if (!have[i] || done_layer[i])
-            continue;
-        char key[256], k2[256];
-        lq_plan_layer_key(cJSON_GetStringValue(cJSON_GetArrayItem(cJSON_GetArrayItem(tensors, (int)i), 0)), key, sizeof(key));
-        lq_err_acc la;
-        lq_err_acc_init(&la);
-        uint64_t cnt = 0;
-        for (size_t j = i; j < nt; j++) {
-            if (!have[j] || done_layer[j])
-                continue;
-            lq_plan_layer_key(cJSON_GetStringValue(cJSON_GetArrayItem(cJSON_GetArrayItem(tensors, (int)j), 0)), k2, sizeof(k2));
-            if (strcmp(key, k2))
-                continue;
-            done_layer[j] = 1;
-            lq_err_acc_merge(&la, &acc[j]);
-            cnt++;
+    {
+        lq_err_acc *la = calloc(nlayers + 1, sizeof(*la));
+        uint64_t *cnt = calloc(nlayers + 1, sizeof(*cnt));
+        if (!la || !cnt) {
+            free(la);
+            free(cnt);
+            st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+            goto cleanup;
         }
-        lq_metrics m;
-        lq_err_acc_finish(&la, &m);
-        lq_jw_begin_object(w);
-        lq_jw_key(w, "layer");
-        lq_jw_string(w, key);
-        lq_jw_key(w, "tensors");
-        lq_jw_u64(w, cnt);
-        lq_jw_key(w, "elements");
-        lq_jw_u64(w, m.n);
-        put_metrics(w, &m);
-        lq_jw_end_object(w);
+        for (size_t L = 0; L < nlayers; L++)
+            lq_err_acc_init(&la[L]);
+        for (size_t i = 0; i < nt; i++) {
+            if (!HAVE(i))
+                continue;
+            lq_err_acc_merge(&la[layer_of[i]], ACC(i));
+            cnt[layer_of[i]]++;
+        }
+        for (size_t L = 0; L < nlayers; L++) {
+            lq_metrics m;
+            lq_err_acc_finish(&la[L], &m);
+            lq_jw_begin_object(w);
+            lq_jw_key(w, "layer");
+            lq_jw_string(w, layer_key[L]);
+            lq_jw_key(w, "tensors");
+            lq_jw_u64(w, cnt[L]);
+            lq_jw_key(w, "elements");
+            lq_jw_u64(w, m.n);
+            put_metrics(w, &m);
+            lq_jw_end_object(w);
+        }
+        free(la);
+        free(cnt);
     }
-    free(done_layer);
     lq_jw_end_array(w);
 
     /* Per tensor, with the gates. */
     lq_jw_key(w, "tensors");
     lq_jw_begin_array(w);
     for (size_t i = 0; i < nt; i++) {
-        if (!have[i])
+        if (!HAVE(i))
             continue;
-        const cJSON *ti = cJSON_GetArrayItem(tensors, (int)i);
-        const char *name = cJSON_GetStringValue(cJSON_GetArrayItem(ti, 0));
+        const ptensor *ti = &pi->t[i];
+        const char *name = ti->name;
         lq_metrics m;
-        lq_err_acc_finish(&acc[i], &m);
+        lq_err_acc_finish(ACC(i), &m);
         lq_jw_begin_object(w);
         lq_jw_key(w, "name");
         lq_jw_string(w, name);
         lq_jw_key(w, "shape");
         lq_jw_begin_array(w);
         uint64_t N = 0, Kh = 0;
-        lq_json_u64(cJSON_GetArrayItem(cJSON_GetArrayItem(ti, 2), 0), &N);
-        lq_json_u64(cJSON_GetArrayItem(cJSON_GetArrayItem(ti, 2), 1), &Kh);
+        if (ti->ndims > 0)
+            N = pi->dims[ti->dims];
+        if (ti->ndims > 1)
+            Kh = pi->dims[ti->dims + 1];
         lq_jw_u64(w, N);
         lq_jw_u64(w, Kh * 2);
         lq_jw_end_array(w);
         lq_jw_key(w, "source_dtype");
-        lq_jw_string(w, cJSON_GetStringValue(cJSON_GetArrayItem(ti, 7)));
+        lq_jw_string(w, ti->src_dtype);
         lq_jw_key(w, "format");
         lq_jw_string(w, "mxfp4");
         put_metrics(w, &m);
@@ -637,9 +876,14 @@ static lq_status build_report(const cJSON *plan, shard_rec *shards, size_t nshar
     lq_jw_end_object(w);
     st = lq_jw_finish(w, text, NULL, err);
 cleanup:
+#undef HAVE
+#undef ACC
     lq_jw_free(w);
-    free(acc);
-    free(have);
+    for (size_t L = 0; L < nlayers; L++)
+        free(layer_key[L]);
+    free(layer_key);
+    free(layer_of);
+    lq_strmap_free(&layer_map);
     return st;
 }
 
@@ -672,10 +916,16 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
     char wd[4096];
     const char **inames = NULL, **ifiles = NULL;
     size_t nsrc = 0;
+    plan_index pi = {0};
     int in_place = 0;
     if (!parts)
         return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
     struct stat sb;
+    pi.istr = calloc(64, sizeof(*pi.istr));
+    if (!pi.istr || lq_strmap_init(&pi.interned, 64) != 0) {
+        st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+        goto cleanup;
+    }
     if (lstat(out, &sb) == 0 && !lq_publish_record_exists(out)) {
         st = lq_fail(err, LQ_ERR_INVALID_ARGUMENT, out, NULL, "OUT_EXISTS", "exists; refusing to overwrite it");
         goto cleanup;
@@ -685,7 +935,9 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
     uint64_t nparts = 0;
     for (size_t i = 0; i < nwork; i++) {
         parts[i].dir = work_dirs[i];
-        if ((st = load(work_dirs[i], ".mimo-plan.json", &parts[i].plan_file, err)) != LQ_OK) {
+        static const char *const tensors_key[] = {"plan", "tensors"};
+        lq_json_split sp = {tensors_key, 2, i == 0 ? plan_entry : skip_entry, &pi};
+        if ((st = load_split(work_dirs[i], ".mimo-plan.json", &sp, 1, &parts[i].plan_file, err)) != LQ_OK) {
             if (st == LQ_ERR_NOT_FOUND)
                 st = lq_fail(err, LQ_ERR_INVALID_ARGUMENT, work_dirs[i], NULL, "MERGE_PARTS",
                              "not a work directory of mimo-quantize (no .mimo-plan.json)");
@@ -718,6 +970,11 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
                      "the run has %llu parts but %zu work directories were given", (unsigned long long)nparts, nwork);
         goto cleanup;
     }
+    /* Only the first part's plan is read from here on (they are the same plan). */
+    for (size_t i = 1; i < nwork; i++) {
+        cJSON_Delete(parts[i].plan_file);
+        parts[i].plan_file = NULL;
+    }
     /* An earlier finalize of this plan killed while publishing: finish that instead. */
     st = lq_publish_resume(out, fp0, err);
     if (st == LQ_OK) {
@@ -734,15 +991,22 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
     }
     const cJSON *plan = lq_json_get(parts[0].plan_file, "plan");
     const cJSON *pshards = lq_json_get(plan, "shards");
+    if ((st = plan_index_finish(&pi, err)) != LQ_OK)
+        goto cleanup;
     nshards = (size_t)cJSON_GetArraySize(pshards);
     shards = calloc(nshards + 1, sizeof(*shards));
     if (!shards) {
         st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
         goto cleanup;
     }
+    {
+        size_t s = 0;
+        const cJSON *e;
+        cJSON_ArrayForEach(e, pshards)
+            shards[s++].name = cJSON_GetStringValue(e);
+    }
     /* 2. Every shard done exactly once. */
     for (size_t s = 0; s < nshards; s++) {
-        shards[s].name = cJSON_GetStringValue(cJSON_GetArrayItem(pshards, (int)s));
         char rec[320];
         snprintf(rec, sizeof(rec), ".mimo-done-%s.json", shards[s].name);
         for (size_t i = 0; i < nwork; i++) {
@@ -754,7 +1018,10 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
                 goto cleanup;
             }
             shards[s].dir = work_dirs[i];
-            if ((st = load(work_dirs[i], rec, &shards[s].rec, err)) != LQ_OK)
+            static const char *const metrics_key[] = {"metrics"}, *const crc_key[] = {"crc32c"};
+            rec_ctx rc = {&pi, &shards[s], s, nshards};
+            lq_json_split sp[2] = {{metrics_key, 1, metrics_entry, &rc}, {crc_key, 1, crc_entry, &rc}};
+            if ((st = load_split(work_dirs[i], rec, sp, 2, &shards[s].rec, err)) != LQ_OK)
                 goto cleanup;
         }
         if (!shards[s].dir) {
@@ -795,7 +1062,7 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
 
     /* 4. Report and gates, before anything moves. */
     int gate_failed = 0;
-    if ((st = build_report(plan, shards, nshards, o, &report, &gate_failed, err)) != LQ_OK)
+    if ((st = build_report(plan, &pi, shards, nshards, o, &report, &gate_failed, err)) != LQ_OK)
         goto cleanup;
     if (gate_failed) {
         char rp[4200];
@@ -874,8 +1141,7 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
     }
 
     /* 6. Index (more than one shard), report, manifest, signature. */
-    const cJSON *tensors = lq_json_get(plan, "tensors");
-    size_t nt = (size_t)cJSON_GetArraySize(tensors);
+    size_t nt = pi.n;
     uint8_t sha[32];
     char hx[65];
     if (nshards > 1) {
@@ -885,13 +1151,11 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
             st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
             goto cleanup;
         }
-        size_t i = 0;
-        const cJSON *t;
-        cJSON_ArrayForEach(t, tensors) {
+        for (size_t i = 0; i < nt; i++) {
             uint64_t sh = 0;
-            lq_json_u64(cJSON_GetArrayItem(t, 3), &sh);
-            inames[i] = cJSON_GetStringValue(cJSON_GetArrayItem(t, 0));
-            ifiles[i++] = shards[sh < nshards ? sh : 0].name;
+            sh = pi.t[i].shard;
+            inames[i] = pi.t[i].name;
+            ifiles[i] = shards[sh < nshards ? sh : 0].name;
         }
         uint64_t total = 0;
         lq_json_u64(lq_json_get(plan, "total_size"), &total);
@@ -914,6 +1178,11 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
     lq_hex(sha, 32, hx);
     if ((st = add_file(&files, &nfiles, LQ_REPORT_FILE, strlen(report), hx, err)) != LQ_OK)
         goto cleanup;
+    free(report);
+    report = NULL;
+    free(inames);
+    free(ifiles);
+    inames = ifiles = NULL;
     qsort(files, nfiles, sizeof(*files), cmp_file);
 
     lq_jw *w = lq_jw_new(2);
@@ -967,9 +1236,9 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
     }
     lq_jw_key(w, "files");
     lq_jw_begin_array(w);
-    const cJSON *hdrs = lq_json_get(source, "shards");
-    for (size_t j = 0; j < nsrc; j++) {
-        const cJSON *h = cJSON_GetArrayItem(hdrs, (int)j);
+    const cJSON *h = lq_json_get(source, "shards");
+    h = h ? h->child : NULL;
+    for (size_t j = 0; j < nsrc; j++, h = h ? h->next : NULL) {
         uint64_t size = 0;
         lq_json_u64(lq_json_get(srcrec[j], "size"), &size);
         lq_jw_begin_object(w);
@@ -1000,27 +1269,22 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
     lq_jw_end_array(w);
     lq_jw_key(w, "tensors");
     lq_jw_begin_array(w);
-    const cJSON *t;
-    cJSON_ArrayForEach(t, tensors) {
-        uint64_t sh = 0;
-        lq_json_u64(cJSON_GetArrayItem(t, 3), &sh);
+    for (size_t i = 0; i < nt; i++) {
+        const ptensor *pt = &pi.t[i];
+        uint64_t sh = pt->shard;
         lq_jw_begin_object(w);
         lq_jw_key(w, "name");
-        lq_jw_string(w, cJSON_GetStringValue(cJSON_GetArrayItem(t, 0)));
+        lq_jw_string(w, pt->name);
         lq_jw_key(w, "dtype");
-        lq_jw_string(w, cJSON_GetStringValue(cJSON_GetArrayItem(t, 1)));
+        lq_jw_string(w, pt->dtype);
         lq_jw_key(w, "shape");
         lq_jw_begin_array(w);
-        const cJSON *d;
-        cJSON_ArrayForEach(d, cJSON_GetArrayItem(t, 2)) {
-            uint64_t v = 0;
-            lq_json_u64(d, &v);
-            lq_jw_u64(w, v);
-        }
+        for (uint32_t k = 0; k < pt->ndims; k++)
+            lq_jw_u64(w, pi.dims[pt->dims + k]);
         lq_jw_end_array(w);
         lq_jw_key(w, "file");
         lq_jw_string(w, shards[sh < nshards ? sh : 0].name);
-        const char *crc = crc_of(shards[sh < nshards ? sh : 0].rec, cJSON_GetStringValue(cJSON_GetArrayItem(t, 0)));
+        const char *crc = pt->crc_set ? pt->crc : NULL;
         if (crc) {
             lq_jw_key(w, "crc32c");
             lq_jw_string(w, crc);
@@ -1083,8 +1347,11 @@ cleanup:
     for (size_t i = 0; i < nwork; i++)
         cJSON_Delete(parts[i].plan_file);
     free(parts);
-    for (size_t s = 0; shards && s < nshards; s++)
+    for (size_t s = 0; shards && s < nshards; s++) {
         cJSON_Delete(shards[s].rec);
+        free(shards[s].unknown_name);
+    }
+    plan_index_free(&pi);
     free(shards);
     for (size_t j = 0; srcrec && j < nsrc; j++)
         cJSON_Delete(srcrec[j]);

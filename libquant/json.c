@@ -469,6 +469,257 @@ lq_status lq_json_parse_file(const char *path, size_t max_bytes, const lq_json_l
     return st;
 }
 
+/* ---- splitting large arrays out of a text (lq_json_parse_file_split) ----
+ * A skipper that follows JSON structure only as far as needed to find value boundaries: strings
+ * (with escapes), objects, arrays and scalar tokens. It never decides validity; every byte it
+ * passes over is parsed strictly afterwards, in the rest of the text or in one element. */
+
+#define SPLIT_MAX_DEPTH 200
+
+static size_t sk_ws(const char *b, size_t n, size_t i)
+{
+    while (i < n && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r'))
+        i++;
+    return i;
+}
+
+/* End of the string starting at b[i] == '"', or SIZE_MAX. */
+static size_t sk_string(const char *b, size_t n, size_t i)
+{
+    for (i++; i < n; i++) {
+        if (b[i] == '\\')
+            i++;
+        else if (b[i] == '"')
+            return i + 1;
+    }
+    return SIZE_MAX;
+}
+
+/* End of the value starting at b[i], or SIZE_MAX. */
+static size_t sk_value(const char *b, size_t n, size_t i, int depth)
+{
+    if (i >= n || depth > SPLIT_MAX_DEPTH)
+        return SIZE_MAX;
+    if (b[i] == '"')
+        return sk_string(b, n, i);
+    if (b[i] == '{' || b[i] == '[') {
+        char close = b[i] == '{' ? '}' : ']';
+        int obj = b[i] == '{';
+        i = sk_ws(b, n, i + 1);
+        if (i < n && b[i] == close)
+            return i + 1;
+        for (;;) {
+            if (obj) {
+                if (i >= n || b[i] != '"' || (i = sk_string(b, n, i)) == SIZE_MAX)
+                    return SIZE_MAX;
+                i = sk_ws(b, n, i);
+                if (i >= n || b[i] != ':')
+                    return SIZE_MAX;
+                i = sk_ws(b, n, i + 1);
+            }
+            if ((i = sk_value(b, n, i, depth + 1)) == SIZE_MAX)
+                return SIZE_MAX;
+            i = sk_ws(b, n, i);
+            if (i < n && b[i] == ',') {
+                i = sk_ws(b, n, i + 1);
+                continue;
+            }
+            return i < n && b[i] == close ? i + 1 : SIZE_MAX;
+        }
+    }
+    size_t s = i;
+    while (i < n && !strchr(",]}: \t\r\n\"{[", b[i]))
+        i++;
+    return i > s ? i : SIZE_MAX;
+}
+
+/* The value at keys[0..nkeys) from the object starting at b[i]: [*vb, *ve). 0 found, -1 not. */
+static int sk_find(const char *b, size_t n, size_t i, const char *const *keys, size_t nkeys, size_t *vb, size_t *ve)
+{
+    if (i >= n || b[i] != '{')
+        return -1;
+    size_t kl = strlen(keys[0]);
+    i = sk_ws(b, n, i + 1);
+    if (i < n && b[i] == '}')
+        return -1;
+    for (;;) {
+        if (i >= n || b[i] != '"')
+            return -1;
+        size_t ks = i + 1, ke = sk_string(b, n, i);
+        if (ke == SIZE_MAX)
+            return -1;
+        i = sk_ws(b, n, ke);
+        if (i >= n || b[i] != ':')
+            return -1;
+        i = sk_ws(b, n, i + 1);
+        size_t e = sk_value(b, n, i, 1);
+        if (e == SIZE_MAX)
+            return -1;
+        if (ke - 1 - ks == kl && !memcmp(b + ks, keys[0], kl) && !memchr(b + ks, '\\', kl)) {
+            if (nkeys == 1) {
+                *vb = i;
+                *ve = e;
+                return 0;
+            }
+            return sk_find(b, n, i, keys + 1, nkeys - 1, vb, ve);
+        }
+        i = sk_ws(b, n, e);
+        if (i < n && b[i] == ',') {
+            i = sk_ws(b, n, i + 1);
+            continue;
+        }
+        return -1;
+    }
+}
+
+typedef struct split_range {
+    size_t b, e;
+    const lq_json_split *sp;
+} split_range;
+
+static int cmp_range(const void *x, const void *y)
+{
+    const split_range *a = x, *c = y;
+    return a->b < c->b ? -1 : a->b > c->b;
+}
+
+/* The whole text as one tree, its arrays' elements handed over from it. */
+static lq_status split_whole(const char *buf, size_t size, const lq_json_limits *limits, const char *path,
+                             const lq_json_split *splits, size_t nsplits, cJSON **out, lq_error *err)
+{
+    cJSON *root = NULL;
+    lq_status st = lq_json_parse(buf, size, limits, path, &root, err);
+    for (size_t k = 0; st == LQ_OK && k < nsplits; k++) {
+        cJSON *a = root;
+        for (size_t j = 0; a && j < splits[k].nkeys; j++)
+            a = (cJSON *)lq_json_get(a, splits[k].keys[j]);
+        if (!cJSON_IsArray(a))
+            continue;
+        size_t idx = 0;
+        const cJSON *e;
+        cJSON_ArrayForEach(e, a) {
+            if ((st = splits[k].each(splits[k].user, idx++, e, err)) != LQ_OK)
+                break;
+        }
+        while (st == LQ_OK && a->child)
+            cJSON_Delete(cJSON_DetachItemViaPointer(a, a->child));
+    }
+    if (st != LQ_OK) {
+        cJSON_Delete(root);
+        root = NULL;
+    }
+    *out = root;
+    return st;
+}
+
+lq_status lq_json_parse_file_split(const char *path, size_t max_bytes, const lq_json_limits *limits,
+                                   const lq_json_split *splits, size_t nsplits, cJSON **out, lq_error *err)
+{
+    if (out)
+        *out = NULL;
+    if (!path || !out || (nsplits && !splits) || nsplits > 8)
+        return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, path, NULL, NULL, "lq_json_parse_file_split: bad argument");
+    if (max_bytes == 0)
+        max_bytes = DEFAULT_FILE_CAP;
+    uint8_t *raw = NULL;
+    size_t size = 0;
+    lq_status st = lq_read_file(path, max_bytes, NULL, "JSON_LIMIT", &raw, &size, err);
+    if (st != LQ_OK)
+        return st;
+    const char *buf = (const char *)raw;
+    split_range r[8];
+    int ok = !(limits && limits->max_values); /* a limit on the whole text's values: parsed whole */
+    size_t top = sk_ws(buf, size, 0);
+    for (size_t k = 0; ok && k < nsplits; k++) {
+        r[k].sp = &splits[k];
+        ok = splits[k].nkeys > 0 && sk_find(buf, size, top, splits[k].keys, splits[k].nkeys, &r[k].b, &r[k].e) == 0 &&
+             buf[r[k].b] == '[';
+    }
+    if (ok && nsplits > 1) {
+        qsort(r, nsplits, sizeof(*r), cmp_range);
+        for (size_t k = 1; k < nsplits; k++)
+            ok = ok && r[k].b >= r[k - 1].e;
+    }
+    char *rest = ok ? malloc(size + 2 * nsplits + 1) : NULL;
+    if (!rest) {
+        st = split_whole(buf, size, limits, path, splits, nsplits, out, err);
+        free(raw);
+        return st;
+    }
+    /* The rest of the text, each array written as [] (its depth and position unchanged). */
+    size_t rl = 0, at = 0;
+    for (size_t k = 0; k < nsplits; k++) {
+        memcpy(rest + rl, buf + at, r[k].b - at);
+        rl += r[k].b - at;
+        memcpy(rest + rl, "[]", 2);
+        rl += 2;
+        at = r[k].e;
+    }
+    memcpy(rest + rl, buf + at, size - at);
+    rl += size - at;
+    cJSON *root = NULL;
+    lq_error e2;
+    lq_error_clear(&e2);
+    ok = lq_json_parse(rest, rl, limits, path, &root, &e2) == LQ_OK;
+    free(rest);
+    /* Each path must lead to the empty array written in place of ours, and every element must
+     * have boundaries the skipper finds; else the text is parsed whole. */
+    for (size_t k = 0; ok && k < nsplits; k++) {
+        const cJSON *a = root;
+        for (size_t j = 0; a && j < r[k].sp->nkeys; j++)
+            a = lq_json_get(a, r[k].sp->keys[j]);
+        ok = cJSON_IsArray(a) && !a->child;
+        size_t i = sk_ws(buf, r[k].e, r[k].b + 1);
+        while (ok && i < r[k].e && buf[i] != ']') {
+            size_t ve = sk_value(buf, r[k].e, i, (int)r[k].sp->nkeys + 1);
+            ok = ve != SIZE_MAX;
+            i = ok ? sk_ws(buf, r[k].e, ve) : i;
+            if (ok && i < r[k].e && buf[i] == ',')
+                i = sk_ws(buf, r[k].e, i + 1);
+        }
+    }
+    if (!ok) {
+        cJSON_Delete(root);
+        st = split_whole(buf, size, limits, path, splits, nsplits, out, err);
+        free(raw);
+        return st;
+    }
+    /* The elements: each parsed on its own, at the depth it has in the text. An element the
+     * strict parser refuses makes the whole text fail the same way: its error is taken from
+     * parsing the whole text, so it names the offset in the file. */
+    for (size_t k = 0; k < nsplits && st == LQ_OK; k++) {
+        lq_json_limits el = limits ? *limits : (lq_json_limits){0};
+        int md = el.max_depth <= 0 ? 64 : el.max_depth > 1000 ? 1000 : el.max_depth;
+        el.max_depth = md - (int)r[k].sp->nkeys - 1;
+        size_t i = sk_ws(buf, r[k].e, r[k].b + 1), idx = 0;
+        while (st == LQ_OK && i < r[k].e && buf[i] != ']') {
+            size_t ve = sk_value(buf, r[k].e, i, (int)r[k].sp->nkeys + 1);
+            cJSON *elem = NULL;
+            if (el.max_depth < 1 || lq_json_parse(buf + i, ve - i, &el, path, &elem, &e2) != LQ_OK) {
+                cJSON_Delete(root);
+                root = NULL;
+                st = split_whole(buf, size, limits, path, NULL, 0, &root, err);
+                if (st == LQ_OK)
+                    st = lq_fail(err, LQ_ERR_CORRUPT, path, NULL, "JSON_SYNTAX", "malformed array element at byte %zu",
+                                 i);
+                break;
+            }
+            st = r[k].sp->each(r[k].sp->user, idx++, elem, err);
+            cJSON_Delete(elem);
+            i = sk_ws(buf, r[k].e, ve);
+            if (i < r[k].e && buf[i] == ',')
+                i = sk_ws(buf, r[k].e, i + 1);
+        }
+    }
+    free(raw);
+    if (st != LQ_OK) {
+        cJSON_Delete(root);
+        return st;
+    }
+    *out = root;
+    return LQ_OK;
+}
+
 const cJSON *lq_json_get(const cJSON *obj, const char *key)
 {
     if (!obj || !key || !cJSON_IsObject(obj))

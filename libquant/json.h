@@ -59,6 +59,26 @@ lq_status lq_json_parse(const char *buf, size_t len, const lq_json_limits *limit
 lq_status lq_json_parse_file(const char *path, size_t max_bytes, const lq_json_limits *limits,
                              cJSON **out, lq_error *err);
 
+/* Large arrays one element at a time. lq_json_parse_file_split reads path like
+ * lq_json_parse_file, except that each array named in splits (a path of object keys from the
+ * top-level object, e.g. {"plan", "tensors"}) is not built into the returned tree, where it is
+ * left empty: its elements are parsed one by one and handed, in order, to each(user, index,
+ * element, err), which must not keep the element. So peak memory is the text, the rest of the
+ * tree and one element, not the array's tree (about 80 bytes per JSON value). The same text is
+ * accepted and the same errors given as by lq_json_parse_file; a text the splitter does not
+ * follow (an array missing, escapes in a key of the path, nesting past the depth limit) is
+ * parsed whole and its arrays' elements handed over from that tree. A callback's failure stops
+ * the parse and is returned; elements before it may have been handed over already. */
+typedef lq_status (*lq_json_each_fn)(void *user, size_t index, const cJSON *elem, lq_error *err);
+typedef struct lq_json_split {
+    const char *const *keys;
+    size_t nkeys;
+    lq_json_each_fn each;
+    void *user;
+} lq_json_split;
+lq_status lq_json_parse_file_split(const char *path, size_t max_bytes, const lq_json_limits *limits,
+                                   const lq_json_split *splits, size_t nsplits, cJSON **out, lq_error *err);
+
 /* Case-sensitive member lookup; NULL if absent or obj is not an object. */
 const cJSON *lq_json_get(const cJSON *obj, const char *key);
 

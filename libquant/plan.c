@@ -129,6 +129,7 @@ static char *join(const char *a, const char *b)
 /* Source tensors in source order: shard by shard as the checkpoint lists them, then by offset. */
 typedef struct src_ref {
     lq_ckpt_tensor t;
+    size_t at;      /* index in the checkpoint (lq_ckpt_at) */
     int decision;   /* 1 quantize, 0 keep */
     int dropped;
     int passthrough;
@@ -143,15 +144,12 @@ static int cmp_offset(const void *a, const void *b)
     return x->t.info->begin < y->t.info->begin ? -1 : (x->t.info->begin > y->t.info->begin ? 1 : 0);
 }
 
-static const src_ref *find_ref(const src_ref *refs, size_t n, const lq_ckpt *ck, const char *name)
+/* The source tensor called name, in refs (source order). pos maps a checkpoint index (name
+ * order, lq_ckpt_at) to its place in refs, so a lookup is one binary search. */
+static src_ref *find_ref(src_ref *refs, const size_t *pos, const lq_ckpt *ck, const char *name)
 {
-    lq_ckpt_tensor t;
-    if (lq_ckpt_find(ck, name, &t) != 0)
-        return NULL;
-    for (size_t i = 0; i < n; i++)
-        if (refs[i].t.info == t.info)
-            return &refs[i];
-    return NULL;
+    size_t i = lq_ckpt_index(ck, name);
+    return i == SIZE_MAX ? NULL : &refs[pos[i]];
 }
 
 void lq_plan_free(lq_plan *p)
@@ -283,20 +281,25 @@ lq_status lq_plan_build(const lq_ckpt *src, const lq_plan_opts *opts, lq_plan **
     lq_status st = LQ_OK;
     size_t n = lq_ckpt_count(src);
     src_ref *refs = calloc(n ? n : 1, sizeof(*refs));
+    size_t *pos = calloc(n ? n : 1, sizeof(*pos));
     lq_plan *p = calloc(1, sizeof(*p));
     uint64_t *gsize = NULL;
     uint32_t *gshard = NULL;
     size_t *gfirst = NULL;
-    if (!refs || !p) {
+    if (!refs || !pos || !p) {
         st = lq_fail(err, LQ_ERR_NO_MEMORY, dir, NULL, NULL, "out of memory");
         goto cleanup;
     }
     p->layout = opts->layout;
     p->scale_mode = opts->scale_mode;
     p->max_shard_bytes = opts->max_shard_bytes ? opts->max_shard_bytes : 5000000000ull;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         refs[i].t = lq_ckpt_at(src, i);
+        refs[i].at = i;
+    }
     qsort(refs, n, sizeof(*refs), cmp_offset);
+    for (size_t i = 0; i < n; i++)
+        pos[refs[i].at] = i;
 
     /* 1. Decide: routed experts by default, then the patterns in order (later wins). Patterns
      *    select weight tensors only (names ending in ".weight"). */
@@ -313,7 +316,7 @@ lq_status lq_plan_build(const lq_ckpt *src, const lq_plan_opts *opts, lq_plan **
         /* Already MXFP4: U8 weight [N, K/2] with a U8 weight_scale [N, K/32] partner. */
         if (ends_with(ti->name, ".weight") && ti->dtype == LQ_DTYPE_U8 && ti->rank == 2) {
             char *sn = join(ti->name, "_scale");
-            const src_ref *s = sn ? find_ref(refs, n, src, sn) : NULL;
+            const src_ref *s = sn ? find_ref(refs, pos, src, sn) : NULL;
             free(sn);
             if (s && s->t.info->dtype == LQ_DTYPE_U8 && s->t.info->rank == 2 &&
                 s->t.info->shape[0] == ti->shape[0] && s->t.info->shape[1] * 16 == ti->shape[1]) {
@@ -355,7 +358,7 @@ lq_status lq_plan_build(const lq_ckpt *src, const lq_plan_opts *opts, lq_plan **
         const char *path = lq_st_path(refs[i].t.file);
         if (is_fp8(ti->dtype) && ti->rank == 2 && ends_with(ti->name, ".weight")) {
             char *sn = join(ti->name, "_scale_inv");
-            const src_ref *s = sn ? find_ref(refs, n, src, sn) : NULL;
+            const src_ref *s = sn ? find_ref(refs, pos, src, sn) : NULL;
             free(sn);
             if (!s || s->t.info->rank != 2) {
                 st = lq_fail(err, LQ_ERR_CORRUPT, path, ti->name, "PLAN_FP8_NO_SCALE",
@@ -386,9 +389,27 @@ lq_status lq_plan_build(const lq_ckpt *src, const lq_plan_opts *opts, lq_plan **
         goto cleanup;
     }
 
-    /* 3. Output tensors in source order; a quantized weight is followed by its scale. */
-    p->t = calloc(2 * n + 1, sizeof(*p->t));
-    p->dropped = calloc(n + 1, sizeof(char *));
+    /* 3. Output tensors in source order; a quantized weight is followed by its scale. Arrays
+     *    are sized exactly: they are kept for the whole run. */
+    size_t nout = 0, ndrop = 0;
+    for (size_t i = 0; i < n; i++) {
+        const lq_tensor_info *ti = refs[i].t.info;
+        if (refs[i].decision && is_fp8(ti->dtype)) {
+            char *sn = join(ti->name, "_scale_inv");
+            src_ref *s = sn ? find_ref(refs, pos, src, sn) : NULL;
+            free(sn);
+            if (s)
+                s->fp8_scale_of_quant = 1;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (refs[i].fp8_scale_of_quant)
+            ndrop++;
+        else
+            nout += refs[i].decision ? 2 : 1;
+    }
+    p->t = calloc(nout + 1, sizeof(*p->t));
+    p->dropped = calloc(ndrop + 1, sizeof(char *));
     gsize = calloc(n + 1, sizeof(*gsize));
     gfirst = calloc(n + 1, sizeof(*gfirst));
     gshard = calloc(n + 1, sizeof(*gshard));
@@ -397,16 +418,6 @@ lq_status lq_plan_build(const lq_ckpt *src, const lq_plan_opts *opts, lq_plan **
         goto cleanup;
     }
     size_t ngroups = 0;
-    for (size_t i = 0; i < n; i++) {
-        const lq_tensor_info *ti = refs[i].t.info;
-        if (refs[i].decision && is_fp8(ti->dtype)) {
-            char *sn = join(ti->name, "_scale_inv");
-            src_ref *s = sn ? (src_ref *)find_ref(refs, n, src, sn) : NULL;
-            free(sn);
-            if (s)
-                s->fp8_scale_of_quant = 1;
-        }
-    }
     for (size_t i = 0; i < n; i++) {
         const lq_tensor_info *ti = refs[i].t.info;
         p->src_bytes += ti->nbytes;
@@ -546,6 +557,7 @@ lq_status lq_plan_build(const lq_ckpt *src, const lq_plan_opts *opts, lq_plan **
 
 cleanup:
     free(refs);
+    free(pos);
     free(gsize);
     free(gfirst);
     free(gshard);

@@ -1066,6 +1066,13 @@ int main(int argc, char **argv)
         rc = 0;
         goto done;
     }
+    /* The plan is not needed to finalize (which reads the work directory): its memory goes
+     * before the report and manifest are built. */
+    size_t plan_n = plan->n, plan_nquant = plan->nquant;
+    uint32_t plan_nshards = plan->nshards;
+    uint64_t plan_src_bytes = plan->src_bytes;
+    lq_plan_free(plan);
+    plan = NULL;
     lq_finalize_opts fo = {.sign_key = c.sign_key, .gate = c.gate, .gate_fail = gate_fail};
     const char *dirs[1] = {work};
     st = lq_finalize(c.out, dirs, 1, &fo, &err);
@@ -1080,12 +1087,12 @@ int main(int argc, char **argv)
         json_str(stdout, c.out);
         printf(",\"tensors\":%zu,\"mxfp4\":%zu,\"shards\":%u,\"source_bytes\":%" PRIu64
                ",\"seconds\":%.3f,\"threads\":%d}\n",
-               plan->n, plan->nquant, plan->nshards, plan->src_bytes, secs, c.threads);
+               plan_n, plan_nquant, plan_nshards, plan_src_bytes, secs, c.threads);
     } else
         printf("%s: %zu tensors (%zu MXFP4) in %u shards from %" PRIu64 " source bytes in %.1f s "
                "(%.1f MB/s, %d threads); report %s/%s\n",
-               c.out, plan->n, plan->nquant, plan->nshards, plan->src_bytes, secs,
-               secs > 0 ? (double)plan->src_bytes / secs / 1e6 : 0.0, c.threads, c.out, LQ_REPORT_FILE);
+               c.out, plan_n, plan_nquant, plan_nshards, plan_src_bytes, secs,
+               secs > 0 ? (double)plan_src_bytes / secs / 1e6 : 0.0, c.threads, c.out, LQ_REPORT_FILE);
     rc = 0;
 done:
     for (size_t i = 0; i < extras.nowned; i++)

@@ -164,7 +164,7 @@ static void manifest_entries_ok(const cJSON *man, char *why, size_t cap)
 
 typedef struct hjob {
     const char *dir;
-    const cJSON *files;
+    const cJSON **files;      /* the manifest's "files" entries, in order */
     char (*got)[65];
     uint64_t *size;
     int *err;
@@ -174,7 +174,7 @@ typedef struct hjob {
 static void hash_file(void *arg, size_t i)
 {
     hjob *h = arg;
-    const char *rel = cJSON_GetStringValue(lq_json_get(cJSON_GetArrayItem(h->files, (int)i), "path"));
+    const char *rel = cJSON_GetStringValue(lq_json_get(h->files[i], "path"));
     char path[8192];
     snprintf(path, sizeof(path), "%s/%s", h->dir, rel ? rel : "");
     errno = 0;
@@ -285,9 +285,23 @@ static void locate_damage(const char *dir, const char *rel, const cJSON *man, ch
 static void check_integrity(const char *dir, const cJSON *man, int threads)
 {
     int ci = check_index("integrity");
-    const cJSON *files = lq_json_get(man, "files");
+    const cJSON *files = lq_json_get(man, "files"), *e;
     size_t n = (size_t)cJSON_GetArraySize(files);
-    hjob h = {.dir = dir, .files = files};
+    const cJSON **fv = calloc(n + 1, sizeof(*fv));
+    const char **listed_paths = calloc(n + 1, sizeof(*listed_paths));
+    size_t nlisted = 0;
+    {
+        size_t k = 0;
+        cJSON_ArrayForEach(e, files) {
+            fv[k++] = e;
+            const char *lp = cJSON_GetStringValue(lq_json_get(e, "path"));
+            if (lp)
+                listed_paths[nlisted++] = lp;
+        }
+    }
+    if (nlisted > 1)
+        qsort(listed_paths, nlisted, sizeof(*listed_paths), cmp_str);
+    hjob h = {.dir = dir, .files = fv};
     h.got = calloc(n + 1, sizeof(*h.got));
     h.size = calloc(n + 1, sizeof(uint64_t));
     h.err = calloc(n + 1, sizeof(int));
@@ -296,7 +310,7 @@ static void check_integrity(const char *dir, const cJSON *man, int threads)
     uint64_t bytes = 0;
     char first[900] = "";
     for (size_t i = 0; i < n; i++) {
-        const cJSON *f = cJSON_GetArrayItem(files, (int)i);
+        const cJSON *f = fv[i];
         const char *rel = cJSON_GetStringValue(lq_json_get(f, "path"));
         const char *sha = cJSON_GetStringValue(lq_json_get(f, "sha256"));
         uint64_t size = 0;
@@ -325,11 +339,8 @@ static void check_integrity(const char *dir, const cJSON *man, int threads)
     if (np)
         qsort(present, np, sizeof(char *), cmp_str);
     for (size_t i = 0; i < np; i++) {
-        int listed = !strcmp(present[i], LQ_MANIFEST_FILE) || !strcmp(present[i], LQ_SIGNATURE_FILE);
-        for (size_t k = 0; k < n && !listed; k++) {
-            const char *lp = cJSON_GetStringValue(lq_json_get(cJSON_GetArrayItem(files, (int)k), "path"));
-            listed = lp && !strcmp(present[i], lp);
-        }
+        int listed = !strcmp(present[i], LQ_MANIFEST_FILE) || !strcmp(present[i], LQ_SIGNATURE_FILE) ||
+                     (nlisted && bsearch(&present[i], listed_paths, nlisted, sizeof(*listed_paths), cmp_str));
         if (!listed) {
             fprintf(stderr, "mimo-verify: integrity: %s: present but not in the manifest\n", present[i]);
             if (!bad && !extra)
@@ -346,6 +357,8 @@ static void check_integrity(const char *dir, const cJSON *man, int threads)
     free(h.got);
     free(h.size);
     free(h.err);
+    free(fv);
+    free(listed_paths);
 }
 
 /* ---- the other checks ---- */

@@ -394,6 +394,90 @@ static void test_file(void)
     rmdir(dir);
 }
 
+/* lq_json_parse_file_split agrees with lq_json_parse_file: same status, rule and message; on
+ * success the same tree once the split arrays' elements (handed over in order) are put back. */
+typedef struct collect {
+    cJSON *arr;
+    size_t next;
+} collect;
+
+static lq_status collect_elem(void *user, size_t index, const cJSON *e, lq_error *err)
+{
+    collect *c = user;
+    (void)err;
+    CHECK_EQ_U64(index, c->next);
+    c->next++;
+    cJSON_AddItemToArray(c->arr, cJSON_Duplicate(e, 1));
+    return LQ_OK;
+}
+
+static void split_case(const char *path, const char *text)
+{
+    FILE *fp = fopen(path, "wb");
+    fputs(text, fp);
+    fclose(fp);
+    static const char *const k1[] = {"plan", "tensors"}, *const k2[] = {"crc"};
+    collect c1 = {cJSON_CreateArray(), 0}, c2 = {cJSON_CreateArray(), 0};
+    lq_json_split sp[2] = {{k1, 2, collect_elem, &c1}, {k2, 1, collect_elem, &c2}};
+    cJSON *whole = NULL, *split = NULL;
+    lq_error e1, e2;
+    lq_error_clear(&e1);
+    lq_error_clear(&e2);
+    lq_status s1 = lq_json_parse_file(path, 0, NULL, &whole, &e1);
+    lq_status s2 = lq_json_parse_file_split(path, 0, NULL, sp, 2, &split, &e2);
+    CHECK_MSG(s1 == s2, "%s: status %d whole, %d split", text, (int)s1, (int)s2);
+    if (s1 != LQ_OK) {
+        CHECK_MSG(!strcmp(e1.rule, e2.rule) && !strcmp(e1.msg, e2.msg), "%s: %s %s vs %s %s", text, e1.rule, e1.msg,
+                  e2.rule, e2.msg);
+    } else if (s2 == LQ_OK) {
+        /* Put the handed-over elements back and compare. */
+        cJSON *plan = cJSON_GetObjectItemCaseSensitive(split, "plan");
+        if (cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(plan, "tensors")))
+            cJSON_ReplaceItemInObjectCaseSensitive(plan, "tensors", c1.arr), c1.arr = NULL;
+        if (cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(split, "crc")))
+            cJSON_ReplaceItemInObjectCaseSensitive(split, "crc", c2.arr), c2.arr = NULL;
+        CHECK_MSG(cJSON_Compare(whole, split, 1), "%s: trees differ", text);
+    }
+    cJSON_Delete(c1.arr);
+    cJSON_Delete(c2.arr);
+    cJSON_Delete(whole);
+    cJSON_Delete(split);
+}
+
+static void test_split(void)
+{
+    char dir[] = "/tmp/lqjson-XXXXXX";
+    if (!mkdtemp(dir)) {
+        CHECK_MSG(0, "mkdtemp failed");
+        return;
+    }
+    char path[256];
+    snprintf(path, sizeof(path), "%s/s.json", dir);
+    static const char *const texts[] = {
+        "{\"plan\":{\"a\":1,\"tensors\":[[\"x\",\"U8\",[2,3]],[\"y\\\"]\",\"BF16\",[]]],\"z\":[]},\"crc\":[[\"x\",\"00ff\"]]}",
+        " { \"crc\" : [ ] , \"plan\" : { \"tensors\" : [ 1 , {\"k\":[1,2]} , \"s\" ] } } \n",
+        "{\"plan\":{\"tensors\":[]},\"crc\":[1]}",
+        "{\"plan\":{\"tensors\":[1,]},\"crc\":[]}",            /* trailing comma inside */
+        "{\"plan\":{\"tensors\":[1,,2]},\"crc\":[]}",
+        "{\"plan\":{\"tensors\":[01]},\"crc\":[]}",            /* number grammar inside an element */
+        "{\"plan\":{\"tensors\":[{\"a\":1,\"a\":2}]},\"crc\":[]}", /* duplicate key inside an element */
+        "{\"plan\":{\"tensors\":[1],\"tensors\":[2]},\"crc\":[]}",
+        "{\"plan\":{\"tensors\":[1]},\"crc\":[]} x",             /* trailing garbage */
+        "{\"plan\":{\"tensors\":[\"\\ud800\"]},\"crc\":[]}",      /* lone surrogate inside an element */
+        "{\"plan\":{\"tensor\\u0073\":[1,2]},\"crc\":[3]}",      /* escaped key: parsed whole */
+        "{\"plan\":{\"tensors\":7},\"crc\":[]}",                 /* not an array */
+        "{\"plan\":{},\"crc\":[]}",                              /* path missing */
+        "{\"plan\":{\"tensors\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]"
+        "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
+        "{\"plan\":{\"tensors\":[\"unterminated]},\"crc\":[]}",
+        "[1,2]",
+    };
+    for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++)
+        split_case(path, texts[i]);
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     test_duplicates();
@@ -403,5 +487,6 @@ int main(void)
     test_depth_and_limits();
     test_syntax();
     test_file();
+    test_split();
     return th_finish("test_json");
 }
