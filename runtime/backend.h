@@ -2,7 +2,9 @@
  * (model.h, dflash.h) checks arguments, keeps cache lengths and dispatches here; a backend owns its
  * weights' device copies, its contexts (KV cache, workspace, kept logits, tap rows) and its drafter.
  *
- * Contract for every backend:
+ * Contract for every backend (the front end has already checked a step's tokens, cache room and
+ * selection: taps only from a context made with them, at most RT_STEP_CHUNK tap rows, more than
+ * RT_KEEP_ROWS logits rows only into a host buffer):
  * - open binds to checked weights (rt_weights: shapes and values already validated on the CPU
  *   path, or validated by the backend while uploading when rt_weights_opts.check_values was 0);
  * - everything a step needs is allocated by ctx_new / dctx_new: a step allocates nothing;

@@ -209,6 +209,14 @@ lq_status rt_step_ex(const rt_model *m, rt_cache *kv, const int32_t *tokens, siz
         if (tokens[t] < 0 || (uint32_t)tokens[t] >= m->w->cfg.vocab_size)
             return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, NULL, NULL, "RT_TOKEN",
                            "token %d (input %zu) outside the vocabulary of %u", tokens[t], t, m->w->cfg.vocab_size);
+    if ((sel->taps || sel->tap_out) && !kv->o.ntaps)
+        return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, NULL, NULL, "RT_SELECT", "taps from a context made without taps");
+    if (sel->taps && n > RT_STEP_CHUNK)
+        return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, NULL, NULL, "RT_SELECT", "taps of %zu rows kept in one step (at most %d)",
+                       n, RT_STEP_CHUNK);
+    if (sel->rows > RT_KEEP_ROWS && !sel->logits)
+        return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, NULL, NULL, "RT_SELECT",
+                       "%zu logits rows kept (at most %d without a host buffer)", sel->rows, RT_KEEP_ROWS);
     int threads = o && o->threads > 0 ? o->threads : m->threads;
     lq_status st = n ? m->ops->step(m->be, kv->ctx, kv->len, tokens, n, sel, threads, err) : LQ_OK;
     if (st == LQ_OK)

@@ -467,14 +467,6 @@ static lq_status cpu_step(void *p, void *ctx, size_t pos, const int32_t *tokens,
 {
     cpu_be *be = p;
     cpu_ctx *x = ctx;
-    if ((sel->taps || sel->tap_out) && !x->ntaps)
-        return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, NULL, NULL, "RT_SELECT", "taps from a context made without taps");
-    if (sel->taps && n > RT_STEP_CHUNK)
-        return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, NULL, NULL, "RT_SELECT", "taps of %zu rows kept in one step (at most %d)",
-                       n, RT_STEP_CHUNK);
-    if (sel->rows > RT_KEEP_ROWS && !sel->logits)
-        return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, NULL, NULL, "RT_SELECT",
-                       "%zu logits rows kept (at most %d without a host buffer)", sel->rows, RT_KEEP_ROWS);
     x->nkeep = 0;
     x->ntap_rows = 0;
     lq_status st = LQ_OK;

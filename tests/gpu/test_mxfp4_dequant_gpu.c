@@ -6,17 +6,10 @@
 #include <cuda_runtime_api.h>
 
 #include "../harness.h"
+#include "gpu_test.h"
 #include "kernels/mxfp4_dequant.h"
 #include "libquant/libquant.h"
 
-#define CK(x)                                                                                  \
-    do {                                                                                       \
-        cudaError_t e_ = (x);                                                                  \
-        if (e_ != cudaSuccess) {                                                               \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-            exit(1);                                                                           \
-        }                                                                                      \
-    } while (0)
 
 static uint64_t rng = 0x1234567887654321ull;
 static uint64_t next(void)
@@ -101,11 +94,7 @@ static void bench(void)
 
 int main(int argc, char **argv)
 {
-    int ndev = 0;
-    if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
-        fprintf(stderr, "no CUDA device: skipped\n");
-        return TH_SKIP_EXIT;
-    }
+    gt_device();
     /* Every (code, scale) pair: 255 scales x one block holding all 16 codes twice. */
     size_t n = 255 * 32;
     uint8_t *packed = malloc(n / 2), *scales = malloc(n / 32);
