@@ -40,6 +40,10 @@ extern "C" {
 #define LQ_STATE_FILE ".mimo-state.json"
 #define LQ_REPORT_FILE "mimo-quant-report.json"
 #define LQ_MANIFEST_FILE "mimo-manifest.json"
+/* The most bytes a reader accepts in the converter's own JSON outputs (manifest, report, plan and
+ * shard records): they grow by about 210 bytes per output tensor, 68 MB for the real model's
+ * 159,581 tensors (319k output tensors), beyond the JSON reader's 64 MiB default. */
+#define LQ_OUTPUT_JSON_MAX_BYTES ((size_t)512 << 20)
 #define LQ_SIGNATURE_FILE "mimo-manifest.json.sig"
 
 /* One finished tensor, reported to the progress callback. */

@@ -237,7 +237,7 @@ static lq_status load(const char *dir, const char *name, cJSON **out, lq_error *
     char *p = pjoin(dir, name);
     if (!p)
         return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
-    lq_status st = lq_json_parse_file(p, (size_t)512 << 20, NULL, out, err);
+    lq_status st = lq_json_parse_file(p, LQ_OUTPUT_JSON_MAX_BYTES, NULL, out, err);
     free(p);
     return st;
 }
@@ -475,7 +475,7 @@ lq_status lq_publish_resume(const char *out, const char *fp, lq_error *err)
                          "missing or not the manifest %s records; nothing published", r);
             goto done;
         }
-        if ((st = lq_json_parse_file(mp, (size_t)512 << 20, NULL, &man, err)) != LQ_OK)
+        if ((st = lq_json_parse_file(mp, LQ_OUTPUT_JSON_MAX_BYTES, NULL, &man, err)) != LQ_OK)
             goto done;
         const cJSON *f;
         cJSON_ArrayForEach(f, lq_json_get(man, "files")) {
@@ -630,7 +630,7 @@ static lq_status load_split(const char *dir, const char *name, const lq_json_spl
     char *p = pjoin(dir, name);
     if (!p)
         return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
-    lq_status st = lq_json_parse_file_split(p, (size_t)512 << 20, NULL, sp, nsp, out, err);
+    lq_status st = lq_json_parse_file_split(p, LQ_OUTPUT_JSON_MAX_BYTES, NULL, sp, nsp, out, err);
     free(p);
     return st;
 }

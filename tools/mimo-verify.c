@@ -420,7 +420,7 @@ static cJSON *check_manifest(const char *artifact, int *parsed, int *usable)
     lq_error_clear(&err);
     int mi = check_index("manifest");
     *parsed = *usable = 0;
-    if (lq_json_parse_file(mp, 0, NULL, &man, &err) != LQ_OK) {
+    if (lq_json_parse_file(mp, LQ_OUTPUT_JSON_MAX_BYTES, NULL, &man, &err) != LQ_OK) {
         result(mi, 0, "%s", lq_error_format(&err, buf, sizeof(buf)));
         return man;
     }
@@ -1816,7 +1816,7 @@ static int write_html(const char *path, const char *artifact, int verdict, const
         snprintf(rp, sizeof(rp), "%s/%s", artifact, LQ_REPORT_FILE);
         cJSON *r = NULL;
         lq_error err;
-        if (lq_json_parse_file(rp, 0, NULL, &r, &err) == LQ_OK) {
+        if (lq_json_parse_file(rp, LQ_OUTPUT_JSON_MAX_BYTES, NULL, &r, &err) == LQ_OK) {
             origin = "from the artifact's mimo-quant-report.json";
             const cJSON *e;
             cJSON_ArrayForEach(e, lq_json_get(r, "layers")) {
