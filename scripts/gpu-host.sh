@@ -75,12 +75,13 @@ for s in $stages; do
       zstd -dqf $n/dflash/dflash_draft_model.safetensors.zst -o "$work/nano-bf16/dflash/dflash_draft_model.safetensors"
       $T/mimo-quantize "$work/nano-bf16" "$work/nano-mx" -q >"$log/nano-make.log" 2>&1
     fi
+    ids=$(seq -s, 11 522) # a 512-token prompt, so the prefill rate is that of a real batch
     for m in "$work/nano-bf16" "$work/nano-mx" "$work/med-fp8" "$work/med-mx"; do
       [ -f "$m/config.json" ] || continue
       for mode in --no-dflash --dflash; do
-        $T/mimo-run "$m" --device cuda --prompt-ids 11,12,13,14,15,16,17,18 --max-tokens 128 --ignore-eos $mode \
+        $T/mimo-run "$m" --device cuda --prompt-ids "$ids" --max-tokens 128 --ignore-eos $mode \
           --format json >"$log/run-$(basename "$m")$mode.json" 2>"$log/run-$(basename "$m")$mode.err"
-        table+=("run $(basename "$m") $mode (rc $?): $(cut -c1-300 "$log/run-$(basename "$m")$mode.json" | tr -d '\n')")
+        table+=("run $(basename "$m") $mode (rc $?): $(cut -c1-600 "$log/run-$(basename "$m")$mode.json" | tr -d '\n')")
       done
     done
     ;;
