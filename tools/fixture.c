@@ -51,13 +51,57 @@ static const fx_geometry medium = {
     .d_release_taps = 1,
 };
 
+/* pro: MiMo-V2.5-Pro as reference/mimo_arch.md 2.1 gives its config (CFG-PRO) and 4.1 its FP8
+ * checkpoint: vocab 152576, hidden 6144, 70 layers, 128 q heads (full and SWA), 8 KV heads
+ * (both), q/k 192, v 128, dense 16384, 384 experts of 2048, top-8, window 128, rope_theta 1e7,
+ * value scale 0.612, 1M positions; fused qkv over 8 checkpoint-TP shards (27136 rows, scale grid
+ * 216 x 48); 3 MTP layers; global attention on the layers of pro_global (2.2), so sinks on the
+ * other 60. Files as 4 says Pro ships them: model_pp0_ep{N}_shard{M} plus model_mtp. No drafter
+ * (the FP8 checkpoint has none). The config's eos / pad ids are not in the reference's record of
+ * CFG-PRO, so none are written. */
+static const fx_geometry pro = {
+    .preset = "pro", .vocab = 152576, .hidden = 6144, .layers = 70,
+    .heads = 128, .kv_full = 8, .kv_swa = 8, .swa_heads = 128, .head_dim = 192, .v_head_dim = 128,
+    .intermediate = 16384, .moe_intermediate = 2048, .experts = 384, .top_k = 8, .window = 128,
+    .rope_theta = 1e7, .swa_rope_theta = 1e4, .partial_rotary = 0.334, .value_scale = 0.612,
+    .max_pos = 1048576,
+    .qkv_shards = 8, .shard_bytes = 5000000000ull,
+    .mtp_layers = 3, .ep_ranks = 32, .no_token_ids = 1,
+};
+
+/* pro-tiny: pro's names, 70-layer pattern, KV heads and 8-shard fused qkv, 3 MTP layers, expert
+ * count and file layout, with tiny widths so that all 159,581 tensors convert in well under a
+ * minute of CPU: vocab 4096, hidden 128, 16 q heads (2 per qkv shard), dense 256, experts of 32
+ * (K = 32 is one MXFP4 block; both dims ragged against the 128 FP8 block). Head dims stay
+ * 192 / 128. */
+static const fx_geometry pro_tiny = {
+    .preset = "pro-tiny", .vocab = 4096, .hidden = 128, .layers = 70,
+    .heads = 16, .kv_full = 8, .kv_swa = 8, .swa_heads = 16, .head_dim = 192, .v_head_dim = 128,
+    .intermediate = 256, .moe_intermediate = 32, .experts = 384, .top_k = 8, .window = 128,
+    .rope_theta = 1e7, .swa_rope_theta = 1e4, .partial_rotary = 0.334, .value_scale = 0.612,
+    .max_pos = 1048576,
+    .qkv_shards = 8, .shard_bytes = 5000000000ull,
+    .mtp_layers = 3, .ep_ranks = 32, .no_token_ids = 1,
+};
+
+/* MiMo-V2.5-Pro's global-attention layers (mimo_arch.md 2.2, CFG-PRO's hybrid_layer_pattern). */
+static const uint32_t pro_global[10] = {0, 7, 15, 23, 31, 39, 47, 55, 62, 69};
+
 int fx_geometry_preset(const char *name, fx_geometry *g)
 {
     if (strcmp(name, "tiny") == 0)
         *g = tiny;
     else if (strcmp(name, "medium") == 0)
         *g = medium;
-    else
+    else if (strcmp(name, "pro") == 0 || strcmp(name, "pro-tiny") == 0) {
+        *g = strcmp(name, "pro") == 0 ? pro : pro_tiny;
+        for (uint32_t L = 0; L < g->layers; L++) {
+            g->hybrid[L] = 1;
+            g->moe[L] = L > 0;
+        }
+        for (size_t i = 0; i < sizeof(pro_global) / sizeof(pro_global[0]); i++)
+            g->hybrid[pro_global[i]] = 0;
+    } else
         return -1;
     return 0;
 }
@@ -272,6 +316,65 @@ static void linear(fx_list *l, int fp8, const char *name, uint64_t out, uint64_t
         make_fp8(l, 1);
 }
 
+/* Attention of one decoder block under prefix p: q/k/v (split) or the fused qkv interleaved over S
+ * checkpoint-TP shards, shard s = [q_s | k_s | v_s] (reference/mimo_arch.md 3.3), o_proj, and the
+ * sink on SWA blocks. */
+static void attention(const fx_geometry *g, int fp8, const char *p, int swa, fx_list *l)
+{
+    char n[256], qn[256], kn[256], vn[256];
+    uint64_t H = g->hidden;
+    uint64_t nq = swa ? g->swa_heads : g->heads, nkv = swa ? g->kv_swa : g->kv_full;
+    fmt(qn, sizeof(qn), "%s.self_attn.q_proj.weight", p);
+    fmt(kn, sizeof(kn), "%s.self_attn.k_proj.weight", p);
+    fmt(vn, sizeof(vn), "%s.self_attn.v_proj.weight", p);
+    uint64_t qr = nq * g->head_dim, kr = nkv * g->head_dim, vr = nkv * g->v_head_dim;
+    if (!fp8) {
+        add_plain(l, qn, LQ_DTYPE_BF16, qr, H, 2, FX_NORMAL, 0.02f);
+        add_plain(l, kn, LQ_DTYPE_BF16, kr, H, 2, FX_NORMAL, 0.02f);
+        add_plain(l, vn, LQ_DTYPE_BF16, vr, H, 2, FX_NORMAL, 0.02f);
+    } else {
+        uint32_t S = g->qkv_shards;
+        fmt(n, sizeof(n), "%s.self_attn.qkv_proj.weight", p);
+        fx_tensor *t = add_plain(l, n, LQ_DTYPE_BF16, qr + kr + vr, H, 2, FX_NORMAL, 0.02f);
+        t->nparts = 0;
+        for (uint32_t s = 0; s < S; s++) {
+            const char *src[3] = {qn, kn, vn};
+            uint64_t per[3] = {qr / S, kr / S, vr / S};
+            for (int k = 0; k < 3; k++) {
+                fx_part *pt = &t->parts[t->nparts++];
+                fmt(pt->logical, sizeof(pt->logical), "%s", src[k]);
+                pt->row0 = s * per[k];
+                pt->nrows = per[k];
+            }
+        }
+        make_fp8(l, S);
+    }
+    fmt(n, sizeof(n), "%s.self_attn.o_proj.weight", p);
+    add_plain(l, n, LQ_DTYPE_BF16, H, nq * g->v_head_dim, 2, FX_NORMAL, 0.02f);
+    if (swa) {
+        fmt(n, sizeof(n), "%s.self_attn.attention_sink_bias", p);
+        add_plain(l, n, LQ_DTYPE_BF16, 1, nq, 1, FX_SINK, 0);
+    }
+}
+
+static void dense_mlp(const fx_geometry *g, int fp8, const char *p, fx_list *l)
+{
+    char n[256];
+    fmt(n, sizeof(n), "%s.mlp.gate_proj.weight", p);
+    linear(l, fp8, n, g->intermediate, g->hidden);
+    fmt(n, sizeof(n), "%s.mlp.up_proj.weight", p);
+    linear(l, fp8, n, g->intermediate, g->hidden);
+    fmt(n, sizeof(n), "%s.mlp.down_proj.weight", p);
+    linear(l, fp8, n, g->hidden, g->intermediate);
+}
+
+static void norm(const fx_geometry *g, const char *p, const char *what, fx_list *l)
+{
+    char n[256];
+    fmt(n, sizeof(n), "%s.%s.weight", p, what);
+    add_plain(l, n, LQ_DTYPE_BF16, 1, g->hidden, 1, FX_NORM_WEIGHT, 0);
+}
+
 void fx_plan_backbone(const fx_geometry *g, int fp8, fx_list *l)
 {
     char n[256], p[64];
@@ -280,54 +383,12 @@ void fx_plan_backbone(const fx_geometry *g, int fp8, fx_list *l)
     add_plain(l, "lm_head.weight", LQ_DTYPE_BF16, g->vocab, H, 2, FX_NORMAL, 0.02f);
     add_plain(l, "model.norm.weight", LQ_DTYPE_BF16, 1, H, 1, FX_NORM_WEIGHT, 0);
     for (uint32_t L = 0; L < g->layers; L++) {
-        int swa = g->hybrid[L];
-        uint64_t nq = swa ? g->swa_heads : g->heads, nkv = swa ? g->kv_swa : g->kv_full;
         fmt(p, sizeof(p), "model.layers.%u", L);
-        fmt(n, sizeof(n), "%s.input_layernorm.weight", p);
-        add_plain(l, n, LQ_DTYPE_BF16, 1, H, 1, FX_NORM_WEIGHT, 0);
-        fmt(n, sizeof(n), "%s.post_attention_layernorm.weight", p);
-        add_plain(l, n, LQ_DTYPE_BF16, 1, H, 1, FX_NORM_WEIGHT, 0);
-        char qn[256], kn[256], vn[256];
-        fmt(qn, sizeof(qn), "%s.self_attn.q_proj.weight", p);
-        fmt(kn, sizeof(kn), "%s.self_attn.k_proj.weight", p);
-        fmt(vn, sizeof(vn), "%s.self_attn.v_proj.weight", p);
-        uint64_t qr = nq * g->head_dim, kr = nkv * g->head_dim, vr = nkv * g->v_head_dim;
-        if (!fp8) {
-            add_plain(l, qn, LQ_DTYPE_BF16, qr, H, 2, FX_NORMAL, 0.02f);
-            add_plain(l, kn, LQ_DTYPE_BF16, kr, H, 2, FX_NORMAL, 0.02f);
-            add_plain(l, vn, LQ_DTYPE_BF16, vr, H, 2, FX_NORMAL, 0.02f);
-        } else {
-            /* Fused qkv, interleaved over S checkpoint-TP shards: shard s = [q_s | k_s | v_s]
-             * (reference/mimo_arch.md 3.3). */
-            uint32_t S = g->qkv_shards;
-            fmt(n, sizeof(n), "%s.self_attn.qkv_proj.weight", p);
-            fx_tensor *t = add_plain(l, n, LQ_DTYPE_BF16, qr + kr + vr, H, 2, FX_NORMAL, 0.02f);
-            t->nparts = 0;
-            for (uint32_t s = 0; s < S; s++) {
-                const char *src[3] = {qn, kn, vn};
-                uint64_t per[3] = {qr / S, kr / S, vr / S};
-                for (int k = 0; k < 3; k++) {
-                    fx_part *pt = &t->parts[t->nparts++];
-                    fmt(pt->logical, sizeof(pt->logical), "%s", src[k]);
-                    pt->row0 = s * per[k];
-                    pt->nrows = per[k];
-                }
-            }
-            make_fp8(l, S);
-        }
-        fmt(n, sizeof(n), "%s.self_attn.o_proj.weight", p);
-        add_plain(l, n, LQ_DTYPE_BF16, H, nq * g->v_head_dim, 2, FX_NORMAL, 0.02f);
-        if (swa) {
-            fmt(n, sizeof(n), "%s.self_attn.attention_sink_bias", p);
-            add_plain(l, n, LQ_DTYPE_BF16, 1, nq, 1, FX_SINK, 0);
-        }
+        norm(g, p, "input_layernorm", l);
+        norm(g, p, "post_attention_layernorm", l);
+        attention(g, fp8, p, g->hybrid[L], l);
         if (!g->moe[L]) {
-            fmt(n, sizeof(n), "%s.mlp.gate_proj.weight", p);
-            linear(l, fp8, n, g->intermediate, H);
-            fmt(n, sizeof(n), "%s.mlp.up_proj.weight", p);
-            linear(l, fp8, n, g->intermediate, H);
-            fmt(n, sizeof(n), "%s.mlp.down_proj.weight", p);
-            linear(l, fp8, n, H, g->intermediate);
+            dense_mlp(g, fp8, p, l);
             continue;
         }
         fmt(n, sizeof(n), "%s.mlp.gate.weight", p);
@@ -342,6 +403,21 @@ void fx_plan_backbone(const fx_geometry *g, int fp8, fx_list *l)
             fmt(n, sizeof(n), "%s.mlp.experts.%u.down_proj.weight", p, e);
             linear(l, fp8, n, H, g->moe_intermediate);
         }
+    }
+    /* MTP blocks (mimo_arch.md 3.9 and 4.1): eh_proj [H, 2H] BF16 over the two normed inputs,
+     * one SWA-geometry attention with its sink, a dense MLP, and their norms (pre_mlp_layernorm
+     * in place of post_attention_layernorm). */
+    for (uint32_t k = 0; k < g->mtp_layers; k++) {
+        fmt(p, sizeof(p), "model.mtp.layers.%u", k);
+        norm(g, p, "enorm", l);
+        norm(g, p, "hnorm", l);
+        fmt(n, sizeof(n), "%s.eh_proj.weight", p);
+        add_plain(l, n, LQ_DTYPE_BF16, H, 2 * H, 2, FX_NORMAL, 0.02f);
+        norm(g, p, "input_layernorm", l);
+        attention(g, fp8, p, 1, l);
+        norm(g, p, "pre_mlp_layernorm", l);
+        dense_mlp(g, fp8, p, l);
+        norm(g, p, "final_layernorm", l);
     }
 }
 
@@ -440,8 +516,10 @@ cJSON *fx_config_backbone(const fx_geometry *g, int fp8, int f32)
     cJSON_AddNumberToObject(c, "max_position_embeddings", g->max_pos);
     cJSON_AddBoolToObject(c, "tie_word_embeddings", 0);
     cJSON_AddStringToObject(c, "torch_dtype", f32 ? "float32" : "bfloat16");
-    cJSON_AddNumberToObject(c, "eos_token_id", g->vocab - 3);
-    cJSON_AddNumberToObject(c, "pad_token_id", g->vocab - 2);
+    if (!g->no_token_ids) {
+        cJSON_AddNumberToObject(c, "eos_token_id", g->vocab - 3);
+        cJSON_AddNumberToObject(c, "pad_token_id", g->vocab - 2);
+    }
     if (fp8) {
         cJSON *q = cJSON_CreateObject();
         cJSON_AddStringToObject(q, "activation_scheme", "dynamic");
@@ -455,6 +533,9 @@ cJSON *fx_config_backbone(const fx_geometry *g, int fp8, int f32)
             fmt(n, sizeof(n), "model.layers.%u.self_attn.o_proj", L);
             cJSON_AddItemToArray(ign, cJSON_CreateString(n));
         }
+        /* CFG-PRO lists the MTP block's o_proj under this name (mimo_arch.md 2.3). */
+        if (g->mtp_layers)
+            cJSON_AddItemToArray(ign, cJSON_CreateString("model.decoder.self_attn.o_proj"));
         cJSON_AddItemToObject(q, "ignored_layers", ign);
         cJSON_AddItemToObject(c, "quantization_config", q);
     }

@@ -14,7 +14,7 @@
 
 #include "libquant/libquant.h"
 
-#define FX_MAX_LAYERS 64
+#define FX_MAX_LAYERS 128
 #define FX_MAX_EXPERTS 65536
 
 typedef struct fx_geometry {
@@ -37,23 +37,31 @@ typedef struct fx_geometry {
     uint32_t d_anchors;     /* dflash_config.num_anchors (training metadata) */
     int d_release_taps;     /* resized taps: 1 = the release's [0, 15, 31, 47, 69] of 70 scaled
                                to the depth, 0 = 0, (N - 1) / 2, N - 1 */
+    /* MiMo-V2.5-Pro's checkpoint conventions (0 for tiny and medium) */
+    uint32_t mtp_layers;    /* model.mtp.layers.{0..n-1}: SWA attention, dense MLP */
+    uint32_t ep_ranks;      /* > 0: Pro's files, model_pp0_ep{r}_shard{m} + model_mtp */
+    int no_token_ids;       /* config.json without eos_token_id / pad_token_id */
 } fx_geometry;
 
-/* Fills g for "tiny" or "medium"; returns -1 for an unknown preset. Both have a drafter: tiny's
- * is small; medium's has the release drafter's geometry (reference/dflash.md 2.2, MiMo-V2.5-Pro's
- * dflash/config.json) except its hidden size, which is medium's (4096, not 6144: a drafter embeds
- * with the target's embed_tokens and ends in its lm_head, so libquant requires the two equal,
- * DF_HIDDEN). */
+/* Fills g for "tiny", "medium", "pro" or "pro-tiny"; returns -1 for an unknown preset.
+ * tiny and medium have a drafter: tiny's is small; medium's has the release drafter's geometry
+ * (reference/dflash.md 2.2, MiMo-V2.5-Pro's dflash/config.json) except its hidden size, which is
+ * medium's (4096, not 6144: a drafter embeds with the target's embed_tokens and ends in its
+ * lm_head, so libquant requires the two equal, DF_HIDDEN). pro is MiMo-V2.5-Pro's FP8 checkpoint
+ * (reference/mimo_arch.md 2 and 4.1: 70 layers, 384 experts, 3 MTP layers, 159,581 tensors, no
+ * drafter); pro-tiny has pro's names, layer pattern, KV heads, qkv sharding, MTP layers and file
+ * layout with tiny widths (fixture.c lists them). */
 int fx_geometry_preset(const char *name, fx_geometry *g);
 
 /* Resizes a preset: a value of 0 keeps the preset's. vocab (8..2^31-1) moves the config's
  * eos / pad ids and the drafter's mask id with it (always the last three ids, as in the tiny
  * preset); experts (top_k..FX_MAX_EXPERTS) keeps top-k and the expert size; layers
- * (1..FX_MAX_LAYERS) repeats the preset's attention pattern, keeps layer 0 dense and every
- * other layer MoE, and puts the drafter's taps at 0, (layers - 1) / 2 and layers - 1 (tiny), or
- * at the release's five taps [0, 15, 31, 47, 69] of 70 layers scaled to layers - 1 and rounded
- * half up (medium: 0, 1, 2, 3, 5 at its own 6; five taps from 5 layers on), duplicates dropped. Values equal to the preset's leave g unchanged, so default output stays
- * byte-identical. Returns -1 with a message in why when a value is out of range. */
+ * (1..FX_MAX_LAYERS) repeats the preset's attention pattern (pro's whole 70-layer list, which has
+ * no shorter period), keeps layer 0 dense and every other layer MoE, and puts the drafter's taps
+ * at 0, (layers - 1) / 2 and layers - 1 (tiny), or at the release's five taps [0, 15, 31, 47, 69]
+ * of 70 layers scaled to layers - 1 and rounded half up (medium: 0, 1, 2, 3, 5 at its own 6; five
+ * taps from 5 layers on), duplicates dropped. Values equal to the preset's leave g unchanged, so
+ * default output stays byte-identical. Returns -1 with a message in why when a value is out of range. */
 int fx_geometry_resize(fx_geometry *g, uint64_t vocab, uint64_t experts, uint64_t layers,
                        char *why, size_t cap);
 

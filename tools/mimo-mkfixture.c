@@ -6,13 +6,18 @@
  *                   checkpoint-TP shards, every linear except o_proj in F8_E4M3 with 128x128
  *                   weight_scale_inv grids (per-shard grid for the fused qkv), o_proj,
  *                   embeddings, lm_head, norms and sinks BF16, router F32.
- * Both variants hold the same logical weights (fixture.h). Both presets also get a DFlash
+ * Both variants hold the same logical weights (fixture.h). tiny and medium also get a DFlash
  * drafter in dflash/ (config.json, dflash_draft_model.safetensors, index, mask_embedding.pt):
  * tiny's is small, medium's has the release drafter's geometry at medium's hidden size.
  * --tokenizer FILE copies a tokenizer.json in beside them (fixtures/tokenizer/ holds one made for
  * the tiny preset's vocabulary). --vocab, --experts and --layers resize a preset (fixture.h:
  * fx_geometry_resize), e.g. MiMo's real vocabulary or more than 1024 experts for the hostile
  * tests; left at the preset's values they change nothing, so default output stays identical.
+ * --preset pro is MiMo-V2.5-Pro's FP8 checkpoint as reference/mimo_arch.md 4.1 lists it (159,581
+ * tensors with their names, shapes and dtypes, MTP layers included, in Pro's own files and index):
+ * with --sparse its headers are written true and its 1.03 TB of data left as holes; with
+ * --dims tiny it keeps every name at tiny widths and real generated data, so the converter can
+ * run on Pro's tensor names and count in seconds.
  *
  * Everything is streamed through the library's safetensors writer a row block at a time, so
  * the medium preset (~12 GB BF16) needs a few tens of MB of RAM. FP8 tensors take two passes:
@@ -20,6 +25,7 @@
  * computed first and kept (they are 1/16384 of the weights), then the weights are regenerated
  * and written. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -191,23 +197,117 @@ static void write_tensor(uint64_t seed, fx_list *l, fx_tensor *t, lq_stw *w, flo
     }
 }
 
-static fx_tensor *find(fx_list *l, const char *name)
-{
-    for (size_t i = 0; i < l->n; i++)
-        if (strcmp(l->t[i].name, name) == 0)
-            return &l->t[i];
-    return NULL;
-}
-
 static int cmp_name(const void *a, const void *b)
 {
     return strcmp(((const fx_tensor *)a)->name, ((const fx_tensor *)b)->name);
 }
 
+static int cmp_key(const void *key, const void *b)
+{
+    return strcmp((const char *)key, ((const fx_tensor *)b)->name);
+}
+
+/* l is sorted by name (write_shards sorts it first): a binary search, so that a 160k-tensor
+ * fixture is not quadratic in its tensor count. */
+static fx_tensor *find(fx_list *l, const char *name)
+{
+    return bsearch(name, l->t, l->n, sizeof(*l->t), cmp_key);
+}
+
+/* ---- MiMo-V2.5-Pro's files ---- */
+
+/* The file a tensor goes to in Pro's layout (g->ep_ranks > 0). reference/mimo_arch.md 4 names the
+ * files (model_pp0_ep{N}_shard{M}.safetensors, experts grouped by EP rank, model_mtp.safetensors)
+ * but not which tensor goes where; public notes on Pro's index give the rest: 34 files, the 32 EP
+ * ranks holding 12 experts each over every MoE layer, rank 0 also holding the non-expert backbone
+ * split over two files (embed_tokens in shard0, lm_head in shard1), the MTP layers alone in
+ * model_mtp. Where rank 0 is cut is not known: this layout cuts it at layer 39 of 70 (decoder
+ * layers below it, and rank 0's experts of those layers, with embed_tokens in shard0; the rest,
+ * model.norm and lm_head in shard1), which puts the two files within 2% of the sizes the notes
+ * give (34.55 and 27.18 GB). With fewer experts (--experts N) each rank keeps ceil(N / 32). */
+static void pro_file(const fx_geometry *g, const char *name, char *out, size_t cap)
+{
+    unsigned L = 0, e = 0;
+    int n = 0;
+    uint32_t per = (g->experts + g->ep_ranks - 1) / g->ep_ranks;
+    uint32_t cut = g->layers * 39 / 70;
+    if (!strncmp(name, "model.mtp.", 10)) {
+        fmt(out, cap, "model_mtp.safetensors");
+        return;
+    }
+    if (sscanf(name, "model.layers.%u.mlp.experts.%u.%n", &L, &e, &n) == 2 && n > 0 && e / per > 0) {
+        fmt(out, cap, "model_pp0_ep%u_shard0.safetensors", e / per);
+        return;
+    }
+    int first;
+    if (sscanf(name, "model.layers.%u.%n", &L, &n) == 1 && n > 0)
+        first = L < cut;
+    else
+        first = !strcmp(name, "model.embed_tokens.weight");
+    fmt(out, cap, "model_pp0_ep0_shard%d.safetensors", first ? 0 : 1);
+}
+
+/* Same layout rule as the library's writer (stwriter.h: dtype enum descending, then name). */
+static int cmp_layout(const void *a, const void *b)
+{
+    const fx_tensor *x = *(const fx_tensor *const *)a, *y = *(const fx_tensor *const *)b;
+    if (x->dtype != y->dtype)
+        return x->dtype > y->dtype ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+/* Writes a safetensors file whose header is the one the library's writer would write for these
+ * tensors and whose data section is a hole of the right length (ftruncate: no data block is
+ * allocated, every value reads as zero). Returns the file size. */
+static uint64_t write_sparse(const char *path, fx_tensor **t, size_t n)
+{
+    qsort(t, n, sizeof(*t), cmp_layout);
+    size_t cap = 64 + n * 160, len = 0;
+    char *h = malloc(cap);
+    if (!h)
+        die_oom();
+    len += (size_t)snprintf(h, cap, "{\"__metadata__\":{\"format\":\"pt\"}");
+    uint64_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        char shape[64];
+        if (t[i]->rank == 1)
+            fmt(shape, sizeof(shape), "%" PRIu64, t[i]->shape[0]);
+        else
+            fmt(shape, sizeof(shape), "%" PRIu64 ",%" PRIu64, t[i]->shape[0], t[i]->shape[1]);
+        /* fixture names are plain ASCII without quotes or backslashes: no escaping needed */
+        size_t need = strlen(t[i]->name) + strlen(shape) + 120;
+        if (len + need + 8 > cap) {
+            cap = 2 * cap + need;
+            if (!(h = realloc(h, cap)))
+                die_oom();
+        }
+        len += (size_t)snprintf(h + len, cap - len,
+                                ",\"%s\":{\"dtype\":\"%s\",\"shape\":[%s],\"data_offsets\":[%" PRIu64
+                                ",%" PRIu64 "]}", t[i]->name, lq_dtype_name(t[i]->dtype), shape, off,
+                                off + t[i]->nbytes);
+        off += t[i]->nbytes;
+    }
+    h[len++] = '}';
+    while (len % 8)
+        h[len++] = ' ';
+    uint8_t len8[8];
+    for (int i = 0; i < 8; i++)
+        len8[i] = (uint8_t)((uint64_t)len >> (8 * i));
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    if (fd < 0 || write(fd, len8, 8) != 8 || write(fd, h, len) != (ssize_t)len ||
+        ftruncate(fd, (off_t)(8 + len + off)) != 0 || close(fd) != 0) {
+        fprintf(stderr, "mimo-mkfixture: %s: %s\n", path, strerror(errno));
+        exit(3);
+    }
+    free(h);
+    return 8 + len + off;
+}
+
 /* Writes the tensors of l into dir as `prefix` shards (plus an index when there is more than
  * one shard, or always when force_index), returns total bytes of files written. */
 static uint64_t write_shards(const char *dir, const char *prefix, int single_name, int force_index,
-                             fx_list *l, uint64_t seed, uint64_t max_shard)
+                             fx_list *l, uint64_t seed, uint64_t max_shard, const fx_geometry *pro,
+                             int sparse)
 {
     /* Fix the scale back-references before sorting moves tensors around. */
     for (size_t i = 0; i < l->n; i++)
@@ -229,27 +329,71 @@ static uint64_t write_shards(const char *dir, const char *prefix, int single_nam
         die_oom();
     for (size_t i = 0; i < l->n; i++)
         sizes[i] = l->t[i].nbytes;
-    uint32_t nshards = lq_shard_plan(sizes, l->n, max_shard, shard_of);
+    uint32_t nshards;
+    char (*pro_names)[64] = NULL;
+    if (pro) {
+        /* Pro's files, in name order (the order the listing of the real repository gives). */
+        char (*fn)[64] = malloc(l->n * sizeof(*fn));
+        if (!fn)
+            die_oom();
+        for (size_t i = 0; i < l->n; i++)
+            pro_file(pro, l->t[i].name, fn[i], sizeof(fn[i]));
+        if (!(pro_names = malloc(l->n * sizeof(*pro_names))))
+            die_oom();
+        nshards = 0;
+        for (size_t i = 0; i < l->n; i++) {
+            uint32_t k = 0;
+            while (k < nshards && strcmp(pro_names[k], fn[i]) != 0)
+                k++;
+            if (k == nshards)
+                memcpy(pro_names[nshards++], fn[i], sizeof(fn[i]));
+            shard_of[i] = k;
+        }
+        free(fn);
+    } else {
+        nshards = lq_shard_plan(sizes, l->n, max_shard, shard_of);
+    }
 
-    /* Pass 1: scale grids of every FP8 weight. */
+    /* Pass 1: scale grids of every FP8 weight (a sparse file has no data to compute them for). */
     size_t fbuf_elems = 1u << 22; /* 16 MiB of f32; at least 128 rows of 16384 columns */
     float *fbuf = malloc(fbuf_elems * sizeof(float));
     uint8_t *qbuf = malloc(fbuf_elems * sizeof(float));
     if (!fbuf || !qbuf)
         die_oom();
-    for (size_t i = 0; i < l->n; i++)
+    for (size_t i = 0; i < l->n && !sparse; i++)
         if (l->t[i].fp8)
             fp8_walk(seed, &l->t[i], NULL, fbuf, qbuf);
 
     uint64_t total_files = 0, total_tensor = 0;
     char **files = calloc(l->n, sizeof(char *));
     const char **names = calloc(l->n, sizeof(char *));
-    if (!files || !names)
+    fx_tensor **members = calloc(l->n, sizeof(*members));
+    if (!files || !names || !members)
         die_oom();
     for (uint32_t s = 0; s < nshards; s++) {
         char fname[256], path[4096];
-        lq_shard_name(prefix, s, nshards, single_name && nshards == 1, fname, sizeof(fname));
+        if (pro)
+            fmt(fname, sizeof(fname), "%s", pro_names[s]);
+        else
+            lq_shard_name(prefix, s, nshards, single_name && nshards == 1, fname, sizeof(fname));
         fmt(path, sizeof(path), "%s/%s", dir, fname);
+        if (sparse) {
+            size_t m = 0;
+            for (size_t i = 0; i < l->n; i++) {
+                if (shard_of[i] != s)
+                    continue;
+                members[m++] = &l->t[i];
+                total_tensor += l->t[i].nbytes;
+                names[i] = l->t[i].name;
+                if (!(files[i] = strdup(fname)))
+                    die_oom();
+            }
+            uint64_t fsize = write_sparse(path, members, m);
+            total_files += fsize;
+            if (!quiet)
+                fprintf(stderr, "  %s  %" PRIu64 " bytes (sparse), %zu tensors\n", fname, fsize, m);
+            continue;
+        }
         lq_error err;
         lq_stw *w = NULL;
         if (lq_stw_create(path, &w, &err) != LQ_OK)
@@ -283,7 +427,7 @@ static uint64_t write_shards(const char *dir, const char *prefix, int single_nam
             fprintf(stderr, "  %s  %" PRIu64 " bytes  sha256 %s\n", fname, fsize, hex);
         }
     }
-    if (nshards > 1 || force_index) {
+    if (nshards > 1 || force_index || pro) {
         char path[4096];
         fmt(path, sizeof(path), "%s/model.safetensors.index.json", dir);
         lq_error err;
@@ -298,6 +442,8 @@ static uint64_t write_shards(const char *dir, const char *prefix, int single_nam
     }
     free(files);
     free(names);
+    free(members);
+    free(pro_names);
     free(fbuf);
     free(qbuf);
     free(sizes);
@@ -382,29 +528,41 @@ static void copy_tokenizer(FILE *src, const char *src_path, const char *dir)
 static void usage(FILE *f)
 {
     fprintf(f,
-        "usage: mimo-mkfixture --preset tiny|medium --variant bf16|fp8|f32 --out DIR [options]\n"
+        "usage: mimo-mkfixture --preset tiny|medium|pro --variant bf16|fp8|f32 --out DIR [options]\n"
         "Writes a deterministic MiMo-architecture checkpoint in the HF layout.\n"
         "  --preset P          tiny (hidden 256, 12 layers, 16 experts, ~46 MB BF16, with a small\n"
-        "                      DFlash drafter) or medium (MiMo-V2-Flash layer geometry, 6 layers, 32\n"
+        "                      DFlash drafter), medium (MiMo-V2-Flash layer geometry, 6 layers, 32\n"
         "                      experts of 2048, ~12 GB BF16 / ~7 GB FP8, with a 3.6 GB BF16 drafter\n"
         "                      of the MiMo-V2.5-Pro release drafter's geometry at hidden 4096: 5\n"
         "                      layers, 128 heads / 8 KV heads of 128, SwiGLU 16384, window 1024,\n"
-        "                      block 8). Required.\n"
+        "                      block 8) or pro (MiMo-V2.5-Pro's FP8 checkpoint: its 159,581 tensor\n"
+        "                      names, shapes and dtypes, 70 layers, 384 experts, 3 MTP layers, its\n"
+        "                      files model_pp0_ep{N}_shard{M} and model_mtp; 1.03 TB of data, so\n"
+        "                      only with --sparse or --dims tiny; fp8 only, no drafter). Required.\n"
+        "  --dims D            real or tiny (default real); tiny only with --preset pro: Pro's names,\n"
+        "                      layer pattern, 8 KV heads, 8-shard fused qkv, MTP layers and files\n"
+        "                      with vocab 4096, hidden 128, 16 q heads, dense 256, experts of 32\n"
+        "                      (~450 MB at 384 experts)\n"
+        "  --sparse            write every safetensors header true and leave the data a hole of\n"
+        "                      the right length (ftruncate): the files read as all zeros and take\n"
+        "                      a few MB of disk whatever their size (default: generate the data)\n"
         "  --variant V         bf16 (split q/k/v, mimo_v2_flash names), fp8 (block-128 FP8,\n"
         "                      fused qkv, mimo_v2 names) or f32 (bf16's layout stored as F32).\n"
         "                      Required.\n"
         "  --out DIR           output directory; must not exist or be empty. Required.\n"
         "  --seed N            generator seed, 0..2^64-1 (default 1)\n"
         "  --max-shard-size B  bytes of tensor data per shard, >= 1 (default: tiny 8000000,\n"
-        "                      medium 5000000000)\n"
-        "  --vocab N           vocabulary size, 8..2147483647 (default: tiny 4096, medium 152576);\n"
-        "                      eos, pad and the drafter's mask id stay the last three ids; not\n"
-        "                      with --tokenizer unless N is the preset's own\n"
+        "                      medium 5000000000); not with pro, whose files are Pro's own\n"
+        "  --vocab N           vocabulary size, 8..2147483647 (default: tiny 4096, medium and pro\n"
+        "                      152576, pro --dims tiny 4096); eos, pad and the drafter's mask id\n"
+        "                      stay the last three ids (pro writes no eos / pad); not with\n"
+        "                      --tokenizer unless N is the preset's own\n"
         "  --experts N         routed experts per MoE layer, 8..65536 (default: tiny 16, medium\n"
-        "                      32); top-8 routing and the expert size stay\n"
-        "  --layers N          decoder layers, 1..64 (default: tiny 12, medium 6): the preset's\n"
-        "                      attention pattern repeated, layer 0 dense, the rest MoE; the\n"
-        "                      drafter taps layers 0, (N-1)/2 and N-1 (tiny), or the release's\n"
+        "                      32, pro 384); top-8 routing and the expert size stay. pro: tensors\n"
+        "                      = 605 + 414 N (N = 23: 10,127; 95: 39,935; 384: 159,581)\n"
+        "  --layers N          decoder layers, 1..128 (default: tiny 12, medium 6, pro 70): the\n"
+        "                      preset's attention pattern repeated, layer 0 dense, the rest MoE;\n"
+        "                      the drafter taps layers 0, (N-1)/2 and N-1 (tiny), or the release's\n"
         "                      0/15/31/47/69 of 70 scaled to N-1 (medium: 0/1/2/3/5)\n"
         "  --threads N         generator threads, 1..64 (default 1); output does not depend on it\n"
         "  --no-drafter        do not write dflash/\n"
@@ -451,7 +609,8 @@ static int prepare_dir(const char *dir)
 
 int main(int argc, char **argv)
 {
-    const char *preset = NULL, *variant = NULL, *out = NULL, *tokenizer = NULL;
+    const char *preset = NULL, *variant = NULL, *out = NULL, *tokenizer = NULL, *dims = "real";
+    int sparse = 0;
     uint64_t seed = 1, max_shard = 0, vocab = 0, experts = 0, layers = 0;
     int drafter = 1;
     for (int i = 1; i < argc; i++) {
@@ -463,6 +622,11 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--preset") && v) {
             preset = v;
             i++;
+        } else if (!strcmp(a, "--dims") && v) {
+            dims = v;
+            i++;
+        } else if (!strcmp(a, "--sparse")) {
+            sparse = 1;
         } else if (!strcmp(a, "--variant") && v) {
             variant = v;
             i++;
@@ -516,9 +680,37 @@ int main(int argc, char **argv)
         }
     }
     fx_geometry g;
-    if (!preset || fx_geometry_preset(preset, &g) != 0) {
-        fprintf(stderr, "mimo-mkfixture: --preset must be tiny or medium\n");
+    if (!preset || (strcmp(preset, "tiny") && strcmp(preset, "medium") && strcmp(preset, "pro"))) {
+        fprintf(stderr, "mimo-mkfixture: --preset must be tiny, medium or pro\n");
         return 2;
+    }
+    if (strcmp(dims, "real") && strcmp(dims, "tiny")) {
+        fprintf(stderr, "mimo-mkfixture: --dims must be real or tiny\n");
+        return 2;
+    }
+    int tiny_dims = !strcmp(dims, "tiny");
+    if (tiny_dims && strcmp(preset, "pro")) {
+        fprintf(stderr, "mimo-mkfixture: --dims tiny goes with --preset pro only\n");
+        return 2;
+    }
+    fx_geometry_preset(tiny_dims ? "pro-tiny" : preset, &g);
+    if (g.ep_ranks) {
+        /* Pro is an FP8 checkpoint in its own files; its real data would be 1.03 TB. */
+        if (!variant || strcmp(variant, "fp8")) {
+            fprintf(stderr, "mimo-mkfixture: --preset pro is MiMo-V2.5-Pro's FP8 checkpoint: "
+                            "--variant fp8\n");
+            return 2;
+        }
+        if (max_shard) {
+            fprintf(stderr, "mimo-mkfixture: --max-shard-size does not apply to --preset pro "
+                            "(Pro's own files)\n");
+            return 2;
+        }
+        if (!tiny_dims && !sparse) {
+            fprintf(stderr, "mimo-mkfixture: --preset pro at real dims is 1.03 TB of data: add "
+                            "--sparse, or --dims tiny\n");
+            return 2;
+        }
     }
     /* The shipped tokenizer's special ids are the preset vocabulary's last ones (the config's
      * eos and pad, the drafter's MASK): another vocabulary would contradict it. */
@@ -556,7 +748,8 @@ int main(int argc, char **argv)
     clock_gettime(CLOCK_MONOTONIC, &t0);
 
     if (!quiet)
-        fprintf(stderr, "mimo-mkfixture: %s %s seed %" PRIu64 " -> %s\n", preset, variant, seed, out);
+        fprintf(stderr, "mimo-mkfixture: %s %s seed %" PRIu64 "%s -> %s\n", g.preset, variant, seed,
+                sparse ? " (sparse)" : "", out);
     fx_list bb = {0};
     fx_plan_backbone(&g, fp8, &bb);
     if (!strcmp(variant, "f32")) /* the bf16 variant's tensors, stored as F32 */
@@ -565,7 +758,8 @@ int main(int argc, char **argv)
                 bb.t[i].dtype = LQ_DTYPE_F32;
     size_t nbb = bb.n;
     write_backbone_config(out, &g, fp8, !strcmp(variant, "f32"));
-    uint64_t bytes = write_shards(out, "model", 1, 0, &bb, seed, max_shard);
+    uint64_t bytes = write_shards(out, "model", 1, 0, &bb, seed, max_shard, g.ep_ranks ? &g : NULL,
+                                  sparse);
     free(bb.t);
 
     size_t nd = 0;
@@ -579,7 +773,7 @@ int main(int argc, char **argv)
         nd = dl.n;
         write_drafter_config(ddir, &g);
         /* MiMo ships one drafter file plus an index naming it. */
-        bytes += write_shards(ddir, "dflash_draft_model", 1, 1, &dl, seed, UINT64_MAX);
+        bytes += write_shards(ddir, "dflash_draft_model", 1, 1, &dl, seed, UINT64_MAX, NULL, sparse);
         free(dl.t);
         /* The mask embedding: one bf16 row of the drafter's hidden size. */
         float *row = malloc(g.d_hidden * sizeof(float));
@@ -600,7 +794,7 @@ int main(int argc, char **argv)
         copy_tokenizer(tok_src, tokenizer, out);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
-    printf("%s: %s %s, %zu backbone tensors, %zu drafter tensors, %" PRIu64 " bytes, %.2f s\n",
-           out, preset, variant, nbb, nd, bytes, secs);
+    printf("%s: %s %s%s, %zu backbone tensors, %zu drafter tensors, %" PRIu64 " bytes, %.2f s\n",
+           out, g.preset, variant, sparse ? " sparse" : "", nbb, nd, bytes, secs);
     return 0;
 }

@@ -11,6 +11,8 @@
  *     layers: round(t * 5 / 69) = 0, 1, 2, 3, 5 (by hand);
  *  2. taps after --layers: medium by the release rule (5 layers: 0 1 2 3 4; 7: 0 1 3 4 6; 70: the
  *     release's own; 2: 0 1; 1: 0), tiny by its own (12: 0 5 11, 4: 0 1 3), each computed by hand;
+ *     the pro preset and its tiny-dims form plan the same names (reference/mimo_arch.md 4.1's
+ *     159,581 tensors, and 605 + 414 N with N experts);
  *  3. the tensors mimo-mkfixture writes for medium at --vocab 1024 --experts 8 (its plan,
  *     fx_plan_backbone / fx_plan_drafter, and its configs) laid out in sparse safetensors files of
  *     zeros (full shapes, no disk): rt_model_open binds the backbone, rt_drafter_open
@@ -140,7 +142,36 @@ int main(void)
     check_taps("medium", 1, m1, 1);
     check_taps("tiny", 12, t12, 3);
     check_taps("tiny", 4, t4, 3);
-    (void)m70; /* 70 layers exceed FX_MAX_LAYERS (64); the rule at 64 is checked above */
+    check_taps("medium", 70, m70, 5); /* the release's own depth gives its own taps */
+
+    /* 2b. pro and pro-tiny (--dims tiny) plan the same tensor names, dtypes and ranks, the count
+     * reference/mimo_arch.md 4.1 gives (159,581), and 605 + 414 N at --experts N (605 tensors
+     * outside the routed experts; 69 MoE layers x 3 projections x weight and scale = 414 per
+     * expert): 10,127 at 23, 39,935 at 95. */
+    {
+        const uint64_t ne[3] = {23, 95, 384}, want[3] = {10127, 39935, 159581};
+        for (int k = 0; k < 3; k++) {
+            fx_geometry gp, gt;
+            fx_list lp = {0}, lt = {0};
+            char why2[160];
+            CHECK(fx_geometry_preset("pro", &gp) == 0 && fx_geometry_preset("pro-tiny", &gt) == 0);
+            CHECK(fx_geometry_resize(&gp, 0, ne[k], 0, why2, sizeof(why2)) == 0);
+            CHECK(fx_geometry_resize(&gt, 0, ne[k], 0, why2, sizeof(why2)) == 0);
+            fx_plan_backbone(&gp, 1, &lp);
+            fx_plan_backbone(&gt, 1, &lt);
+            CHECK_EQ_U64(lp.n, want[k]);
+            CHECK_EQ_U64(lt.n, want[k]);
+            qsort(lp.t, lp.n, sizeof(*lp.t), cmp_tensor);
+            qsort(lt.t, lt.n, sizeof(*lt.t), cmp_tensor);
+            size_t diff = 0;
+            for (size_t i = 0; i < lp.n && i < lt.n; i++)
+                diff += strcmp(lp.t[i].name, lt.t[i].name) != 0 || lp.t[i].dtype != lt.t[i].dtype ||
+                        lp.t[i].rank != lt.t[i].rank;
+            CHECK_EQ_U64(diff, 0);
+            free(lp.t);
+            free(lt.t);
+        }
+    }
 
     /* 3. */
     char why[160];
