@@ -15,7 +15,7 @@ mimo_setup build-san -Dcuda=disabled -Db_sanitize=address,undefined -Db_lundef=f
   || { echo "0 passed, 1 failed"; exit 1; }
 
 meson test -C build --num-processes "$jobs" --print-errorlogs --no-suite slow
-meson test -C build-san --num-processes "$jobs" --print-errorlogs --no-suite interop --no-suite gpu --no-suite slow
+meson test -C build-san --num-processes "$jobs" --print-errorlogs --no-suite interop --no-suite gpu --no-suite slow --no-suite e2e-fs
 
 # Every libFuzzer target for MIMO_FUZZ_SECONDS (default 60) under ASan+UBSan (scripts/fuzz.sh):
 # one result per target; MIMO_FUZZ_SECONDS=0 leaves fuzzing out.

@@ -294,8 +294,31 @@ static uint64_t write_sparse(const char *path, fx_tensor **t, size_t n)
     for (int i = 0; i < 8; i++)
         len8[i] = (uint8_t)((uint64_t)len >> (8 * i));
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
-    if (fd < 0 || write(fd, len8, 8) != 8 || write(fd, h, len) != (ssize_t)len ||
-        ftruncate(fd, (off_t)(8 + len + off)) != 0 || close(fd) != 0) {
+    int ok = fd >= 0 && write(fd, len8, 8) == 8 && write(fd, h, len) == (ssize_t)len &&
+             ftruncate(fd, (off_t)(8 + len + off)) == 0;
+    /* The FP8 scale grids (0.02% of Pro's bytes) are written as 1.0: a zero weight_scale_inv is
+     * refused by the value checks (VAL_SCALE_INV), and with them the replica converts (its
+     * weights read as zero). */
+    float *ones = NULL;
+    size_t ones_n = 0;
+    off = 0;
+    for (size_t i = 0; ok && i < n; i++) {
+        if (t[i]->scale_of >= 0 && t[i]->dtype == LQ_DTYPE_F32) {
+            size_t k = (size_t)(t[i]->nbytes / sizeof(float));
+            if (k > ones_n) {
+                free(ones);
+                if (!(ones = malloc(k * sizeof(float))))
+                    die_oom();
+                for (size_t j = 0; j < k; j++)
+                    ones[j] = 1.0f;
+                ones_n = k;
+            }
+            ok = pwrite(fd, ones, (size_t)t[i]->nbytes, (off_t)(8 + len + off)) == (ssize_t)t[i]->nbytes;
+        }
+        off += t[i]->nbytes;
+    }
+    free(ones);
+    if (!ok || close(fd) != 0) {
         fprintf(stderr, "mimo-mkfixture: %s: %s\n", path, strerror(errno));
         exit(3);
     }
@@ -544,8 +567,9 @@ static void usage(FILE *f)
         "                      with vocab 4096, hidden 128, 16 q heads, dense 256, experts of 32\n"
         "                      (~450 MB at 384 experts)\n"
         "  --sparse            write every safetensors header true and leave the data a hole of\n"
-        "                      the right length (ftruncate): the files read as all zeros and take\n"
-        "                      a few MB of disk whatever their size (default: generate the data)\n"
+        "                      the right length (ftruncate), except the FP8 scale grids, written\n"
+        "                      as 1.0 so that the replica passes the value checks: the weights\n"
+        "                      read as zeros and Pro takes ~300 MB of disk (default: generate)\n"
         "  --variant V         bf16 (split q/k/v, mimo_v2_flash names), fp8 (block-128 FP8,\n"
         "                      fused qkv, mimo_v2 names) or f32 (bf16's layout stored as F32).\n"
         "                      Required.\n"

@@ -18,7 +18,8 @@
  * 4. Tensor bytes: 1,033,369,538,304, the sum of the 4.1 table's shapes times dtype sizes (worked
  *    out by hand: 1,000,190,509,056 of routed-expert weights, 244,187,136 of their scales,
  *    2,463,635,712 for the 3 MTP layers, the rest the backbone), also the total_size public notes
- *    record for the real index. The files take under 64 MB of disk (sparse: headers only).
+ *    record for the real index. The files take under 64 MB of disk beyond the FP8 scale grids
+ *    (sparse: headers, and the scale grids written as 1.0 so that the replica converts).
  * 5. Files: 34 (model_pp0_ep{0..31}_shard0, model_pp0_ep0_shard1, model_mtp), model_mtp holds
  *    exactly the 48 model.mtp.* tensors and nothing else, EP ranks 1..31 hold only experts, 12
  *    experts per rank (384 / 32).
@@ -207,9 +208,14 @@ int main(int argc, char **argv)
         CHECK_STR(cJSON_GetArrayItem(ign, 70)->valuestring, "model.decoder.self_attn.o_proj");
 
     /* 4. and 5. */
-    uint64_t bytes = 0;
-    for (size_t i = 0; i < lq_ckpt_count(ck); i++)
+    uint64_t bytes = 0, scale_bytes = 0;
+    for (size_t i = 0; i < lq_ckpt_count(ck); i++) {
         bytes += lq_ckpt_at(ck, i).info->nbytes;
+        const char *nm = lq_ckpt_at(ck, i).info->name;
+        size_t nl = strlen(nm);
+        if (nl > 17 && !strcmp(nm + nl - 17, ".weight_scale_inv"))
+            scale_bytes += lq_ckpt_at(ck, i).info->nbytes;
+    }
     CHECK_EQ_U64(bytes, 1033369538304ull);
     CHECK_EQ_U64(lq_ckpt_shard_count(ck), 34);
     uint64_t blocks = 0;
@@ -248,7 +254,8 @@ int main(int argc, char **argv)
         CHECK_STR(lq_ckpt_shard_name(ck, t.shard), "model_pp0_ep0_shard1.safetensors");
     if (lq_ckpt_find(ck, "model.embed_tokens.weight", &t) == 0)
         CHECK_STR(lq_ckpt_shard_name(ck, t.shard), "model_pp0_ep0_shard0.safetensors");
-    CHECK_MSG(blocks < (64u << 20), "the replica takes %llu bytes of disk", (unsigned long long)blocks);
+    CHECK_MSG(blocks < scale_bytes + (64u << 20), "the replica takes %llu bytes of disk, %llu of them scale grids",
+              (unsigned long long)blocks, (unsigned long long)scale_bytes);
     printf("pro replica: %zu tensors, %llu bytes of tensors in %zu files, %.1f MB on disk\n", lq_ckpt_count(ck),
            (unsigned long long)bytes, lq_ckpt_shard_count(ck), (double)blocks / 1e6);
 
