@@ -31,7 +31,9 @@ typedef struct rt_model_opts {
     int rank, world;      /* tensor/expert parallel rank and size: 0 and 1 (room for more) */
     rt_prof *prof;        /* NULL, or where component times accumulate (not thread-safe) */
     int fp32;             /* cuda: fp32 activations and KV cache on CUDA cores (the debug mode held to
-                             the CPU oracle); 0: BF16 activations into tensor-core products, BF16 KV */
+                             the CPU oracle); 0: BF16 activations into tensor-core products */
+    int kv_bf16;          /* cuda: a BF16 KV cache (half the memory) instead of the default fp32 one;
+                             ignored with fp32 */
 } rt_model_opts;
 
 /* Per-call options: threads (0: the model's). */

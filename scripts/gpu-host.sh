@@ -10,8 +10,8 @@
 #   sanitize  compute-sanitizer memcheck, racecheck and initcheck on the kernel tests
 #   medium    makes the medium fixtures (FP8 source with its drafter, MXFP4 artifact) and compares
 #             the CUDA backend with the CPU on them
-#   bench     decode and prefill tokens/s of nano and medium (if made), plain and DFlash, and the
-#             MXFP4 decode kernel against a device copy
+#   bench     decode and prefill tokens/s of nano and medium (if made: run medium first), plain
+#             and DFlash, and the MXFP4 decode kernel against a device copy
 # Ends with a short table naming the card. Writes build-gpu/ and LOGDIR/*.log.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -66,13 +66,13 @@ for s in $stages; do
   bench)
     $B/tests/gpu/test_mxfp4_dequant_gpu --bench >"$log/bench-dequant.log" 2>&1
     table+=("mxfp4 decode: $(tail -1 "$log/bench-dequant.log")")
-    if [ ! -f "$work/nano-mx/config.json" ] && command -v zstd >/dev/null; then
+    if [ ! -f "$work/nano-mx/config.json" ]; then
       n=fixtures/nano/bf16
       mkdir -p "$work/nano-bf16/dflash"
       cp $n/config.json $n/tokenizer.json "$work/nano-bf16/"
       cp $n/dflash/config.json $n/dflash/mask_embedding.pt $n/dflash/model.safetensors.index.json "$work/nano-bf16/dflash/"
-      zstd -dqf $n/model.safetensors.zst -o "$work/nano-bf16/model.safetensors"
-      zstd -dqf $n/dflash/dflash_draft_model.safetensors.zst -o "$work/nano-bf16/dflash/dflash_draft_model.safetensors"
+      $B/tests/gpu/unzst $n model.safetensors.zst "$work/nano-bf16/model.safetensors"
+      $B/tests/gpu/unzst $n/dflash dflash_draft_model.safetensors.zst "$work/nano-bf16/dflash/dflash_draft_model.safetensors"
       $T/mimo-quantize "$work/nano-bf16" "$work/nano-mx" -q >"$log/nano-make.log" 2>&1
     fi
     ids=$(seq -s, 11 522) # a 512-token prompt, so the prefill rate is that of a real batch

@@ -64,6 +64,7 @@ static void usage(FILE *f)
         "  --threads N           worker threads, 1..256 (default: all cores); figures do not depend on N\n"
         "  --device D            cpu (default), cuda or cuda:N; a backend this build lacks is an error\n"
         "  --fp32                cuda: fp32 activations and KV cache (the debug mode held to the CPU)\n"
+        "  --kv-bf16             cuda: a BF16 KV cache (half the memory) instead of the fp32 default\n"
         "  --format text|json    (default text)\n"
         "  -q, --quiet           no progress on stderr\n"
         "  -h, --help            this text\n"
@@ -144,7 +145,8 @@ typedef struct cfg_t {
     uint64_t ctx, ppl_tokens, prompts, plen, gen, block, seed, threads;
     const char *backend; /* --device */
     int device;
-    int fp32; /* --fp32 */
+    int fp32;    /* --fp32 */
+    int kv_bf16; /* --kv-bf16 */
     int no_ppl, no_dflash, no_speed, json;
 } cfg_t;
 
@@ -606,6 +608,8 @@ int main(int argc, char **argv)
             C.no_speed = 1, used = 0;
         else if (!strcmp(a, "--fp32"))
             C.fp32 = 1, used = 0;
+        else if (!strcmp(a, "--kv-bf16"))
+            C.kv_bf16 = 1, used = 0;
         else if (!strcmp(a, "-q") || !strcmp(a, "--quiet"))
             quiet = 1, used = 0;
         else if (a[0] == '-' && a[1] == '-' && !v) {
@@ -730,7 +734,7 @@ int main(int argc, char **argv)
     uint32_t B = 1;
 
     const rt_model_opts mo = {.backend = C.backend, .device = C.device, .threads = (int)C.threads, .world = 1,
-                              .fp32 = C.fp32};
+                              .fp32 = C.fp32, .kv_bf16 = C.kv_bf16};
     if (rt_model_open(C.model, &mo, &mm[0], &err) != LQ_OK) {
         rc = fail("model", &err);
         goto done;

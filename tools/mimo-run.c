@@ -35,6 +35,7 @@ static void usage(FILE *f)
         "  --threads N           worker threads (default: all cores)\n"
         "  --device D            cpu (default), cuda or cuda:N; a backend this build lacks is an error\n"
         "  --fp32                cuda: fp32 activations and KV cache (the debug mode held to the CPU)\n"
+        "  --kv-bf16             cuda: a BF16 KV cache (half the memory) instead of the fp32 default\n"
         "  --max-abs X           refuse weights with |w| > X at load (default 65504; 0 = no bound)\n"
         "  --stop ID[,ID...]     stop ids (default: the config's eos_token_id); --ignore-eos: none\n"
         "  --window-inclusive    SWA keys with i - j <= W (SGLang) instead of i - j < W (default)\n"
@@ -213,7 +214,7 @@ int main(int argc, char **argv)
                *stop_s = NULL;
     uint64_t max_tokens = 64, block = 0, top_k = 0, seed = 0, threads = 0;
     double temperature = 0, top_p = 1, dtheta = 0, max_abs = 0;
-    int dflash = -1, json = 0, quiet = 0, ignore_eos = 0, incl = 0, device = 0, fp32 = 0;
+    int dflash = -1, json = 0, quiet = 0, ignore_eos = 0, incl = 0, device = 0, fp32 = 0, kv_bf16 = 0;
     const char *backend = "cpu";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -229,6 +230,8 @@ int main(int argc, char **argv)
             ignore_eos = 1, used = 0;
         else if (!strcmp(a, "--fp32"))
             fp32 = 1, used = 0;
+        else if (!strcmp(a, "--kv-bf16"))
+            kv_bf16 = 1, used = 0;
         else if (!strcmp(a, "--window-inclusive"))
             incl = 1, used = 0;
         else if (!strcmp(a, "-q"))
@@ -302,7 +305,8 @@ int main(int argc, char **argv)
     rt_model *m = NULL;
     rt_prof prof = {{0}};
     rt_model_opts mo = {.backend = backend, .device = device, .threads = (int)threads, .window_inclusive = incl,
-                        .max_abs = max_abs, .world = 1, .prof = &prof, .fp32 = fp32};
+                        .max_abs = max_abs, .world = 1, .prof = &prof, .fp32 = fp32,
+                        .kv_bf16 = kv_bf16};
     if (rt_model_open(model, &mo, &m, &err) != LQ_OK)
         return fail("model", &err);
     const lq_mimo_config *cfg = rt_model_config(m);
@@ -484,6 +488,8 @@ int main(int argc, char **argv)
         lq_jw_u64(w, threads);
         lq_jw_key(w, "device");
         lq_jw_string(w, rt_model_backend(m));
+        lq_jw_key(w, "kv_dtype");
+        lq_jw_string(w, kv_bf16 && !fp32 && strcmp(rt_model_backend(m), "cpu") ? "bf16" : "f32");
         lq_jw_key(w, "peak_rss_kb");
         lq_jw_u64(w, peak_rss_kb());
         if (step_gb > 0) {

@@ -9,9 +9,12 @@
  *
  * Precision (rt_model_opts.fp32 = 0): BF16 activations into every matrix product (the FP8 ones
  * too: no FP8 activation quantization), fp32 accumulation, fp32 residual stream, router input,
- * softmax and logits, and a BF16 KV cache. With fp32 = 1 (the debug mode) activations and the KV
- * cache are fp32 and the products run on CUDA cores: that mode is held to the CPU oracle within
- * 1e-4 relative L2 and localises GPU-only bugs.
+ * softmax and logits, and an fp32 KV cache (rt_model_opts.kv_bf16 = 1: BF16, half the memory; on
+ * the H100, BF16 KV with BF16 products put nano's held-out perplexity 6.8e-4 from the CPU's, over
+ * the 5e-4 bound, and emulating each rounding on the CPU showed the KV cache's share as large as
+ * the products'). With fp32 = 1 (the debug mode) activations and the KV cache are fp32 and the
+ * products run on CUDA cores: that mode is held to the CPU oracle within 1e-4 relative L2 and
+ * localises GPU-only bugs.
  *
  * A step: the tokens and the first position are copied to the device, the forward runs as a
  * sequence of launches on one stream, and the host synchronises once at the end, for the argmax ids
@@ -95,6 +98,7 @@ typedef struct cu_be {
     kn_ctx k;
     dmem mem;
     int fp32, window_inclusive;
+    int kv_f32; /* KV cache element type: fp32 (default, and always with fp32) or BF16 (kv_bf16) */
     double max_abs;
     int check;
     rt_prof *prof;
@@ -358,6 +362,7 @@ static lq_status cu_open(const rt_weights *w, const rt_model_opts *o, void **out
         return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
     be->w = w, be->c = &w->cfg;
     be->fp32 = o ? o->fp32 : 0;
+    be->kv_f32 = be->fp32 || !(o && o->kv_bf16);
     be->window_inclusive = o ? o->window_inclusive : 0;
     be->max_abs = o && o->max_abs != 0 ? o->max_abs : RT_MAX_ABS_DEFAULT;
     be->check = 1;
@@ -460,7 +465,8 @@ typedef struct cu_ctx {
     size_t cap;
     uint32_t layers;
     cu_kv *kv;
-    size_t eb; /* activation element bytes: 2 (bf16) or 4 */
+    size_t eb;  /* activation element bytes: 2 (bf16) or 4 */
+    size_t kvb; /* KV cache element bytes: 2 (bf16) or 4 */
     /* device workspace of R rows */
     float *h, *y, *xnf, *q, *k, *v, *qkv, *ea, *eb_, *ye, *wsel, *keep, *tap;
     void *xnb, *att, *eact; /* bf16 or f32 per mode */
@@ -503,6 +509,7 @@ static lq_status cu_ctx_new(void *p, size_t max_tokens, const rt_cache_opts *o, 
     if (!x)
         return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
     x->be = be, x->cap = max_tokens, x->layers = c->num_hidden_layers, x->eb = be->fp32 ? 4 : 2;
+    x->kvb = be->kv_f32 ? 4 : 2;
     lq_status st = cudaSetDevice(be->k.device) == cudaSuccess ? LQ_OK : kn_launched("cudaSetDevice", err);
     if (st == LQ_OK && !(x->kv = calloc(x->layers, sizeof(cu_kv))))
         st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
@@ -519,8 +526,8 @@ static lq_status cu_ctx_new(void *p, size_t max_tokens, const rt_cache_opts *o, 
         cu_kv *kv = &x->kv[l];
         kv->slots = L->swa && !(o && o->no_ring) && ring < max_tokens ? ring : max_tokens;
         kv->kr = (uint64_t)L->nkv * L->dqk, kv->vr = (uint64_t)L->nkv * L->dv;
-        if ((st = dm_alloc(&x->mem, kv->slots * kv->kr * x->eb, &kv->k, "KV cache", err)) == LQ_OK)
-            st = dm_alloc(&x->mem, kv->slots * kv->vr * x->eb, &kv->v, "KV cache", err);
+        if ((st = dm_alloc(&x->mem, kv->slots * kv->kr * x->kvb, &kv->k, "KV cache", err)) == LQ_OK)
+            st = dm_alloc(&x->mem, kv->slots * kv->vr * x->kvb, &kv->v, "KV cache", err);
         mnq = L->nq > mnq ? L->nq : mnq, mdv = L->dv > mdv ? L->dv : mdv;
     }
     const uint64_t H = c->hidden_size, V = c->vocab_size;
@@ -566,7 +573,7 @@ static size_t cu_ctx_bytes(const void *p)
     const cu_ctx *x = p;
     size_t b = 0;
     for (uint32_t l = 0; l < x->layers; l++)
-        b += x->kv[l].slots * (x->kv[l].kr + x->kv[l].vr) * x->eb;
+        b += x->kv[l].slots * (x->kv[l].kr + x->kv[l].vr) * x->kvb;
     return b;
 }
 
@@ -574,15 +581,15 @@ static lq_status cu_ctx_copy(void *d, const void *s, size_t len)
 {
     cu_ctx *dst = d;
     const cu_ctx *src = s;
-    if (dst->layers != src->layers || dst->cap != src->cap || dst->eb != src->eb)
+    if (dst->layers != src->layers || dst->cap != src->cap || dst->kvb != src->kvb)
         return LQ_ERR_INVALID_ARGUMENT;
     for (uint32_t l = 0; l < src->layers; l++) {
         const cu_kv *a = &src->kv[l];
         if (dst->kv[l].slots != a->slots)
             return LQ_ERR_INVALID_ARGUMENT;
         size_t used = len < a->slots ? len : a->slots;
-        if (cudaMemcpy(dst->kv[l].k, a->k, used * a->kr * src->eb, cudaMemcpyDeviceToDevice) != cudaSuccess ||
-            cudaMemcpy(dst->kv[l].v, a->v, used * a->vr * src->eb, cudaMemcpyDeviceToDevice) != cudaSuccess)
+        if (cudaMemcpy(dst->kv[l].k, a->k, used * a->kr * src->kvb, cudaMemcpyDeviceToDevice) != cudaSuccess ||
+            cudaMemcpy(dst->kv[l].v, a->v, used * a->vr * src->kvb, cudaMemcpyDeviceToDevice) != cudaSuccess)
             return LQ_ERR_CUDA;
     }
     return LQ_OK;
@@ -661,11 +668,11 @@ static lq_status attention(cu_be *be, cu_ctx *x, uint32_t li, uint32_t n, lq_err
     kn_kv_store_args ks;
     memset(&ks, 0, sizeof(ks));
     ks.k = x->k, ks.ldk = kr, ks.v = x->v, ks.ldv = vr, ks.n = n, ks.kr = kr, ks.vr = vr, ks.kc = x->kv[li].k;
-    ks.vc = x->kv[li].v, ks.kv_f32 = be->fp32, ks.slots = (uint32_t)x->kv[li].slots, ks.pos = x->pos;
+    ks.vc = x->kv[li].v, ks.kv_f32 = be->kv_f32, ks.slots = (uint32_t)x->kv[li].slots, ks.pos = x->pos;
     TRY(kn_kv_store(&be->k, &ks, err));
     kn_attention_args a;
     memset(&a, 0, sizeof(a));
-    a.q = x->q, a.ldq = qr, a.n = n, a.kc = x->kv[li].k, a.vc = x->kv[li].v, a.kv_f32 = be->fp32;
+    a.q = x->q, a.ldq = qr, a.n = n, a.kc = x->kv[li].k, a.vc = x->kv[li].v, a.kv_f32 = be->kv_f32;
     a.slots = (uint32_t)x->kv[li].slots, a.pos = x->pos, a.nq = W->nq, a.nkv = W->nkv, a.dqk = W->dqk, a.dv = W->dv;
     a.span = W->swa ? (be->window_inclusive ? c->sliding_window + 1 : c->sliding_window) : 0;
     a.max_keys = (uint32_t)(a.span && a.span < x->kv[li].slots ? a.span : x->kv[li].slots), a.sinks = L->sinks, a.scale = 1.0f / sqrtf((float)W->dqk);
@@ -978,7 +985,7 @@ typedef struct cu_dctx {
     size_t cap;
     uint32_t layers, chunk;
     cu_kv *kv;
-    size_t eb;
+    size_t eb, kvb; /* activation and KV cache element bytes */
     float *f, *xf, *h, *uf, *y, *q, *kb, *vb, *a, *b, *lg, *tapf, *mask_rows;
     void *xb, *ub, *att, *act, *tapb;
     int32_t *ids, *anchor;
@@ -1015,6 +1022,7 @@ static lq_status cu_dctx_new(void *p, size_t max_tokens, void **out, lq_error *e
     if (!c)
         return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
     c->D = D, c->cap = max_tokens, c->layers = D->c->num_hidden_layers, c->eb = D->be->fp32 ? 4 : 2;
+    c->kvb = D->be->kv_f32 ? 4 : 2;
     lq_status st = (c->kv = calloc(c->layers, sizeof(cu_kv))) ? LQ_OK : lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
     /* an ingest launch writes at most `chunk` positions: never two into one ring slot */
     c->chunk = RT_MAX_BLOCK;
@@ -1024,8 +1032,8 @@ static lq_status cu_dctx_new(void *p, size_t max_tokens, void **out, lq_error *e
         if (kv->slots < c->chunk)
             c->chunk = (uint32_t)kv->slots;
         kv->kr = (uint64_t)D->nkv * D->d, kv->vr = (uint64_t)D->nkv * D->dv;
-        if ((st = dm_alloc(&c->mem, kv->slots * kv->kr * c->eb, &kv->k, "draft KV cache", err)) == LQ_OK)
-            st = dm_alloc(&c->mem, kv->slots * kv->vr * c->eb, &kv->v, "draft KV cache", err);
+        if ((st = dm_alloc(&c->mem, kv->slots * kv->kr * c->kvb, &kv->k, "draft KV cache", err)) == LQ_OK)
+            st = dm_alloc(&c->mem, kv->slots * kv->vr * c->kvb, &kv->v, "draft KV cache", err);
     }
     const size_t B = RT_MAX_BLOCK, H = D->H, V = D->be->c->vocab_size, I = D->I;
     const uint64_t qr = (uint64_t)D->nh * D->d, kr = (uint64_t)D->nkv * D->d, vr = (uint64_t)D->nkv * D->dv;
@@ -1084,7 +1092,7 @@ static lq_status ingest_rows(cu_drafter *D, cu_dctx *c, const float *t, uint32_t
         kn_kv_store_args ks;
         memset(&ks, 0, sizeof(ks));
         ks.k = c->kb, ks.ldk = kr, ks.v = c->vb, ks.ldv = vr, ks.n = m, ks.kr = kr, ks.vr = vr, ks.kc = c->kv[l].k;
-        ks.vc = c->kv[l].v, ks.kv_f32 = be->fp32, ks.slots = (uint32_t)c->kv[l].slots, ks.pos = c->pos;
+        ks.vc = c->kv[l].v, ks.kv_f32 = be->kv_f32, ks.slots = (uint32_t)c->kv[l].slots, ks.pos = c->pos;
         TRY(kn_kv_store(&be->k, &ks, err));
     }
     return LQ_OK;
@@ -1164,7 +1172,7 @@ static lq_status draft_body(void *arg, lq_error *err)
         TRY(head_prep(be, c->vb, B, D->nkv, D->dv, NULL, 0, 0, NULL, c->pos, (float)D->vscale, err));
         kn_attention_args a;
         memset(&a, 0, sizeof(a));
-        a.q = c->q, a.ldq = qr, a.n = B, a.kc = c->kv[l].k, a.vc = c->kv[l].v, a.kv_f32 = be->fp32;
+        a.q = c->q, a.ldq = qr, a.n = B, a.kc = c->kv[l].k, a.vc = c->kv[l].v, a.kv_f32 = be->kv_f32;
         a.slots = (uint32_t)c->kv[l].slots, a.pos = c->pos, a.nq = D->nh, a.nkv = D->nkv, a.dqk = D->d, a.dv = D->dv;
         a.span = WL->swa && W ? W : 0, a.ctx_only = 1, a.bk = c->kb, a.bv = c->vb, a.ldbk = kr, a.ldbv = vr;
         a.causal = WL->causal, a.max_keys = (uint32_t)c->kv[l].slots, a.sinks = L->sinks, a.scale = 1.0f / sqrtf((float)D->d);

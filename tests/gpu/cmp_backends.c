@@ -32,7 +32,7 @@
 typedef struct side {
     const char *name; /* "ref" or "dev" */
     const char *backend;
-    int device, threads, fp32;
+    int device, threads, fp32, kv_bf16;
     rt_model *m;
     rt_drafter *d;
 } side;
@@ -42,7 +42,7 @@ typedef struct opts {
     size_t random, positions, prompts, prompt_len, gen, gprompts, gprompt_len;
     uint64_t seed, gseed;
     uint32_t block;
-    int drafter, invariance;
+    int drafter, invariance, only_rel_l2;
     double max_rel_l2, min_top1, max_kl, max_ppl, max_tau, max_route; /* max_route < 0: not checked */
 } opts;
 
@@ -74,6 +74,10 @@ static void usage(FILE *f)
             "                        (default 128) at block --block B (default the drafter's block_size)\n"
             "  --drafter-dir DIR     the drafter (default MODEL/dflash)\n"
             "  --fp32                the device under test in its fp32 debug mode (rt_model_opts.fp32)\n"
+            "  --kv-bf16             the device under test with a BF16 KV cache (rt_model_opts.kv_bf16)\n"
+            "  --only-rel-l2         gate the logits on the rel L2 p99 alone; top-1, KL and perplexity\n"
+            "                        are reported (info): their thresholds are for trained models, and on\n"
+            "                        random-weight fixtures near-uniform outputs make top-1 a toss-up\n"
             "  --invariance          on the device: the logits of every row of the first min(positions,\n"
             "                        40) are byte-identical fed in steps of 1, 2, 8 and 16 rows, and rows\n"
             "                        L/2 and L-1 again inside steps whose later rows are other tokens\n"
@@ -611,6 +615,12 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--fp32")) {
             s[1].fp32 = 1; /* the device under test in its fp32 debug mode */
             takes = 0;
+        } else if (!strcmp(a, "--kv-bf16")) {
+            s[1].kv_bf16 = 1; /* the device under test with a BF16 KV cache */
+            takes = 0;
+        } else if (!strcmp(a, "--only-rel-l2")) {
+            o.only_rel_l2 = 1;
+            takes = 0;
         } else if (!known(a)) {
             fprintf(stderr, PROG ": unknown option '%s'\n", a);
             usage(stderr);
@@ -719,6 +729,7 @@ int main(int argc, char **argv)
         mo.device = s[k].device;
         mo.threads = s[k].threads;
         mo.fp32 = s[k].fp32;
+        mo.kv_bf16 = s[k].kv_bf16;
         if (rt_model_open(o.model, &mo, &s[k].m, &err) != LQ_OK) {
             char what[96];
             snprintf(what, sizeof(what), "%s: opening on %s:%d", s[k].name, s[k].backend, s[k].device);
@@ -808,8 +819,9 @@ int main(int argc, char **argv)
     {
         const double top1 = 100.0 * (double)lc.agree / (double)n;
         const double share = lc.route_pairs ? (double)lc.route_diff / (double)lc.route_pairs : 0.0;
-        const int p1 = lc.p99 <= o.max_rel_l2, p2 = top1 >= o.min_top1, p3 = lc.kl_mean <= o.max_kl,
-                  p4 = lc.ppl_rel <= o.max_ppl, p5 = o.max_route < 0 || share <= o.max_route;
+        const int p1 = lc.p99 <= o.max_rel_l2, p2 = o.only_rel_l2 || top1 >= o.min_top1,
+                  p3 = o.only_rel_l2 || lc.kl_mean <= o.max_kl, p4 = o.only_rel_l2 || lc.ppl_rel <= o.max_ppl,
+                  p5 = o.max_route < 0 || share <= o.max_route;
         all &= p1 && p2 && p3 && p4 && p5;
         cJSON *l = cJSON_CreateObject();
         cJSON *r = check_obj(lc.p99, o.max_rel_l2, "p99 <=", p1);
@@ -817,6 +829,7 @@ int main(int argc, char **argv)
         cJSON_AddNumberToObject(r, "p99", lc.p99);
         cJSON_AddNumberToObject(r, "max", lc.max);
         cJSON_AddItemToObject(l, "rel_l2", r);
+        cJSON_AddBoolToObject(l, "only_rel_l2_gated", o.only_rel_l2);
         cJSON_AddItemToObject(l, "top1_agreement_pct", check_obj(top1, o.min_top1, ">=", p2));
         cJSON_AddItemToObject(l, "mean_kl", check_obj(lc.kl_mean, o.max_kl, "<=", p3));
         cJSON *pp = check_obj(lc.ppl_rel, o.max_ppl, "<=", p4);
@@ -837,13 +850,13 @@ int main(int argc, char **argv)
             row("logits rel L2", v, t, verdict(p1));
             snprintf(v, sizeof(v), "%.4f", top1);
             snprintf(t, sizeof(t), ">= %.4g", o.min_top1);
-            row("top-1 agreement (%)", v, t, verdict(p2));
+            row("top-1 agreement (%)", v, o.only_rel_l2 ? "-" : t, o.only_rel_l2 ? "info" : verdict(p2));
             snprintf(v, sizeof(v), "%.3g", lc.kl_mean);
             snprintf(t, sizeof(t), "<= %.3g", o.max_kl);
-            row("mean KL(ref || dev)", v, t, verdict(p3));
+            row("mean KL(ref || dev)", v, o.only_rel_l2 ? "-" : t, o.only_rel_l2 ? "info" : verdict(p3));
             snprintf(v, sizeof(v), "%.3g (%.6g / %.6g)", lc.ppl_rel, lc.ppl[0], lc.ppl[1]);
             snprintf(t, sizeof(t), "<= %.3g", o.max_ppl);
-            row("perplexity rel diff (ref / dev)", v, t, verdict(p4));
+            row("perplexity rel diff (ref / dev)", v, o.only_rel_l2 ? "-" : t, o.only_rel_l2 ? "info" : verdict(p4));
             snprintf(v, sizeof(v), "%zu of %zu (share %.4g)", lc.route_diff, lc.route_pairs, share);
             if (o.max_route < 0)
                 snprintf(t, sizeof(t), "-");

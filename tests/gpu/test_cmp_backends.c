@@ -1,10 +1,11 @@
 /* Runs cmp_backends on a fixture made here.
  * usage: test_cmp_backends CMP MKFIXTURE QUANTIZE SOURCE_ROOT FIXTURE [CMP_ARGS...]
  *   FIXTURE: tiny-bf16, tiny-fp8 (mimo-mkfixture, with the fixture tokenizer), tiny-mxfp4 (tiny-fp8
- *   converted by mimo-quantize) or nano (fixtures/nano/bf16 decompressed, drafter included).
- *   In CMP_ARGS, @LIST becomes a text list: for nano the held-out code list
- *   (fixtures/nano/heldout_code.txt) when every file it names is readable on this machine (the
- *   training host's paths), else, and for the tiny fixtures, a list of repository files.
+ *   converted by mimo-quantize), nano or nano-prose (fixtures/nano/bf16 decompressed, drafter
+ *   included). In CMP_ARGS, @LIST becomes a text list: for nano the held-out code list
+ *   (fixtures/nano/heldout_code.txt), for nano-prose the held-out prose list (heldout_prose.txt),
+ *   when every file it names is readable on this machine (the training host's paths), else, and
+ *   for the tiny fixtures, a list of repository files.
  * The backend named by --dev (default cuda) is opened once first: a build without it (RT_BACKEND)
  * or no such device (RT_DEVICE) skips the test (77), unless MIMO_REQUIRE_GPU=1, where it fails, as
  * tests/gpu/gpu_test.h does. The result is cmp_backends' exit status (its thresholds are its
@@ -94,7 +95,7 @@ int main(int argc, char **argv)
         snprintf(cmd, sizeof(cmd), "'%s' --preset tiny --variant fp8 --tokenizer '%s/fixtures/tokenizer/tokenizer.json' "
                  "--out '%s/fp8' -q > /dev/null && '%s' '%s/fp8' '%s' -q > /dev/null", mk, src, root, quant, root, model);
         made = sh(cmd);
-    } else if (!strcmp(fx, "nano")) {
+    } else if (!strcmp(fx, "nano") || !strcmp(fx, "nano-prose")) {
         char nsrc[700], ndf[800], o1[800], o2[800];
         snprintf(nsrc, sizeof(nsrc), "%s/fixtures/nano/bf16", src);
         snprintf(ndf, sizeof(ndf), "%s/dflash", nsrc);
@@ -109,7 +110,8 @@ int main(int argc, char **argv)
                    ? 0
                    : 1;
     } else {
-        fprintf(stderr, "test_cmp_backends: unknown fixture '%s' (tiny-bf16, tiny-fp8, tiny-mxfp4, nano)\n", fx);
+        fprintf(stderr, "test_cmp_backends: unknown fixture '%s' (tiny-bf16, tiny-fp8, tiny-mxfp4, nano, nano-prose)\n",
+                fx);
         return 2;
     }
     if (made != 0) {
@@ -119,9 +121,10 @@ int main(int argc, char **argv)
 
     /* the text list */
     char held[700];
-    snprintf(held, sizeof(held), "%s/fixtures/nano/heldout_code.txt", src);
+    const int prose = !strcmp(fx, "nano-prose");
+    snprintf(held, sizeof(held), "%s/fixtures/nano/heldout_%s.txt", src, prose ? "prose" : "code");
     const char *text = list;
-    if (!strcmp(fx, "nano") && list_readable(held)) {
+    if (!strncmp(fx, "nano", 4) && list_readable(held)) {
         text = held;
     } else {
         /* code and prose of the repository (what the nano model's held-out list holds, taken from here) */

@@ -215,17 +215,43 @@ static void case_plain(kn_wfmt f, uint32_t rows, uint32_t cols, uint32_t n)
     size_t m = (size_t)n * rows;
     float *ref = malloc(m * 4), *refr = malloc(m * 4), *g = malloc(m * 4), *g32 = malloc(m * 4);
     cpu_ref(&l, x.f, x.ld, n, ref);
-    cpu_ref(&l, x.fr, x.ld, n, refr);
+    /* The bf16 path's inputs: x rounded to bf16, and F16 / F32 weights rounded to bf16 too (BF16,
+     * FP8 and MXFP4 values are exact in bf16). The CPU on those same inputs is the reference the
+     * path must match to fp32 accumulation order (1e-5). */
+    const int exact = f != KN_W_F16 && f != KN_W_F32;
+    rt_linear lr = l;
+    uint16_t *wr = NULL;
+    if (!exact) {
+        wr = malloc((size_t)rows * cols * 2);
+        for (size_t i = 0; i < (size_t)rows * cols; i++) {
+            float v;
+            if (f == KN_W_F32)
+                memcpy(&v, t.w + 4 * i, 4);
+            else {
+                uint16_t h;
+                memcpy(&h, t.w + 2 * i, 2);
+                v = lq_f16_to_f32(h);
+            }
+            wr[i] = lq_f32_to_bf16(v);
+        }
+        lr.w = (const uint8_t *)wr, lr.dtype = LQ_DTYPE_BF16;
+    }
+    cpu_ref(&lr, x.fr, x.ld, n, refr);
     gpu_plain(&t, &x, 0, n, 0, NULL, g);
     gpu_plain(&t, &x, 0, n, 1, NULL, g32);
-    const int exact = f != KN_W_F16 && f != KN_W_F32;
     double e_bf = gt_rel_l2(g, ref, m), e_same = gt_rel_l2(g, refr, m), e32 = gt_rel_l2(g32, ref, m);
     CHECK_MSG(all_finite(g, m) && all_finite(g32, m), "%s %ux%u n=%u: an output was not written or not finite",
               fmt_name(f), rows, cols, n);
-    CHECK_MSG(e_bf <= 4e-3, "%s %ux%u n=%u: bf16 path rel L2 %.3g vs fp32 CPU (<= 4e-3)", fmt_name(f), rows, cols, n, e_bf);
-    if (exact)
-        CHECK_MSG(e_same <= 1e-5, "%s %ux%u n=%u: bf16 path rel L2 %.3g vs CPU on the same bf16 inputs (<= 1e-5)",
-                  fmt_name(f), rows, cols, n, e_same);
+    /* Against the fp32 CPU: the rounding of the inputs, 4e-3 (the issue's BF16-output bound). With
+     * F16 / F32 weights rounded as well, a single output of a 32-term dot product can lose most
+     * of its digits to cancellation (seen on the H100: 4.0e-2 for the one output of F32 1x32,
+     * 7.8e-3 for F16), so there the bound is held on outputs of at least 16 values. */
+    if (exact || m >= 16)
+        CHECK_MSG(e_bf <= 4e-3, "%s %ux%u n=%u: bf16 path rel L2 %.3g vs fp32 CPU (<= 4e-3)", fmt_name(f), rows, cols,
+                  n, e_bf);
+    CHECK_MSG(e_same <= 1e-5, "%s %ux%u n=%u: bf16 path rel L2 %.3g vs CPU on the same bf16 inputs (<= 1e-5)",
+              fmt_name(f), rows, cols, n, e_same);
+    free(wr);
     CHECK_MSG(e32 <= 1e-5, "%s %ux%u n=%u: fp32 path rel L2 %.3g vs CPU (<= 1e-5)", fmt_name(f), rows, cols, n, e32);
     if (n == 1)
         printf("  %-5s %5ux%-5u bf16 path %.2e (same inputs %.2e), fp32 path %.2e\n", fmt_name(f), rows, cols, e_bf,
