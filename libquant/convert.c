@@ -611,7 +611,7 @@ static void decode_rows(void *arg, size_t b, size_t e)
     uint64_t K = c->K;
     if (dt == LQ_DTYPE_F8_E4M3 || dt == LQ_DTYPE_F8_E5M2) {
         lq_error e2;
-        lq_status st = lq_fp8_block_dequant(&t->grid, dt, c->src, t->src_scale.info->dtype, c->scale_src,
+        lq_status st = lq_fp8_block_dequant(t->grid, dt, c->src, t->src_scale.info->dtype, c->scale_src,
                                             c->r0 + b, c->r0 + e, c->f32 + b * K, t->src.info->name, &e2);
         if (st != LQ_OK) {
             pthread_mutex_lock(&c->mu);
@@ -737,7 +737,7 @@ static lq_status source_values(const lq_plan_tensor *t, lq_error *err)
         return lq_values_mxfp4(d, lq_st_data(t->src_scale.file, t->src_scale.info), si->shape[0], si->shape[1] * 2,
                                LQ_VALUES_MAX_ABS, path, si->name, NULL, err);
     if ((dt == LQ_DTYPE_F8_E4M3 || dt == LQ_DTYPE_F8_E5M2) && t->has_src_scale)
-        return lq_values_fp8(&t->grid, dt, d, t->src_scale.info->dtype, lq_st_data(t->src_scale.file, t->src_scale.info),
+        return lq_values_fp8(t->grid, dt, d, t->src_scale.info->dtype, lq_st_data(t->src_scale.file, t->src_scale.info),
                              0, si->shape[0], LQ_VALUES_MAX_ABS, path, lq_st_path(t->src_scale.file), si->name, NULL,
                              err);
     if (dt == LQ_DTYPE_F8_E4M3 || dt == LQ_DTYPE_F8_E5M2) {
