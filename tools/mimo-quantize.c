@@ -1073,6 +1073,8 @@ int main(int argc, char **argv)
     uint64_t plan_src_bytes = plan->src_bytes;
     lq_plan_free(plan);
     plan = NULL;
+    lq_ckpt_close(ck); /* nor are the source's headers */
+    ck = NULL;
     lq_finalize_opts fo = {.sign_key = c.sign_key, .gate = c.gate, .gate_fail = gate_fail};
     const char *dirs[1] = {work};
     st = lq_finalize(c.out, dirs, 1, &fo, &err);
