@@ -309,13 +309,17 @@ static uint64_t free_space(const char *path)
 /* Peak resident memory of the whole run (ru_maxrss), a model fitted to measurements (docs/cli.md,
  * docs/perf.md): a fixed part (program and libraries, thread stacks, source pages in flight, the
  * output writer's and the hashing's buffers); a part per source tensor (its header entry, the plan's
- * entries, the shard writer's entries, the finalize step's index of the plan and its records);
+ * entries, the shard writer's entries, the finalize step's index of the plan and its records; the
+ * last three per output tensor);
  * and the buffers that the largest tensors touch: the f32 rows and codes of one quantization chunk,
  * the scales of one tensor, one decode row per thread, and the source pages of one copy step of the
  * largest kept tensor. Measured on the widened tiny checkpoints (tests/bench/scale.sh) the per-tensor
- * part is 1.0-1.2 kB. */
+ * part is about 400 bytes per source tensor and 420 per output tensor (1.2 kB per source tensor of a BF16
+ * checkpoint, whose expert weights become two output tensors; 0.85 kB for block FP8, whose
+ * weight_scale_inv tensors are dropped). */
 #define RAM_FIXED ((uint64_t)17 << 20)
-#define RAM_PER_SOURCE_TENSOR 1200u
+#define RAM_PER_SOURCE_TENSOR 400u
+#define RAM_PER_OUTPUT_TENSOR 420u
 #define RAM_COPY_STEP ((uint64_t)64 << 20) /* libquant/convert.c COPY_CHUNK */
 
 static uint64_t ram_estimate(const lq_plan *p, size_t nsrc, int threads)
@@ -326,7 +330,7 @@ static uint64_t ram_estimate(const lq_plan *p, size_t nsrc, int threads)
     for (size_t i = 0; i < p->n; i++)
         if (p->t[i].rule == LQ_RULE_KEEP && p->t[i].nbytes > kept)
             kept = p->t[i].nbytes;
-    uint64_t r = RAM_FIXED + (uint64_t)nsrc * RAM_PER_SOURCE_TENSOR;
+    uint64_t r = RAM_FIXED + (uint64_t)nsrc * RAM_PER_SOURCE_TENSOR + (uint64_t)p->n * RAM_PER_OUTPUT_TENSOR;
     r += rows * 4 + rows / 2;                                 /* f32 rows + codes */
     r += p->max_quant_numel / 32;                             /* scales of one tensor */
     r += (uint64_t)threads * p->max_quant_cols * 4;           /* per-thread decode row */
