@@ -264,7 +264,6 @@ static lq_status describe_source(const lq_ckpt *src, lq_jw *w, EVP_MD_CTX *fp, l
 {
     const char *dir = lq_ckpt_dir(src);
     static const char *const meta_files[] = {"config.json", "model.safetensors.index.json"};
-    lq_jw_key(w, "source");
     lq_jw_begin_object(w);
     for (int k = 0; k < 2; k++) {
         char *path = path_join(dir, meta_files[k]);
@@ -323,34 +322,18 @@ static lq_status describe_source(const lq_ckpt *src, lq_jw *w, EVP_MD_CTX *fp, l
     return LQ_OK;
 }
 
-/* Writes .mimo-plan.json text: fingerprint, part, and everything merge needs without SRC. */
-static lq_status plan_text(const lq_ckpt *src, const lq_plan *p, const lq_run_opts *o, char **text,
-                           char fp_hex[65], lq_error *err)
+/* .mimo-plan.json: {"schema":1,"fingerprint":F,"part":I,"nparts":N,"plan":BODY}, where BODY holds
+ * everything merge needs without SRC (one entry per output tensor) and F is the SHA-256 of the
+ * tool, the options, the run's parts and the source description, then BODY's text. BODY is
+ * generated twice from the plan, once into the fingerprint and once into the file, so its text
+ * (about 110 bytes per output tensor) is never held whole. */
+static void plan_body(lq_jw *body, const lq_ckpt *src, const lq_plan *p, const char *opts, const char *source)
 {
-    lq_status st = LQ_OK;
-    lq_jw *body = lq_jw_new(0);
-    EVP_MD_CTX *fp = EVP_MD_CTX_new();
-    char *body_text = NULL;
-    if (!body || !fp) {
-        st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
-        goto cleanup;
-    }
-    EVP_DigestInit_ex(fp, EVP_sha256(), NULL);
-    const char *tool = "mimo-quant " LQ_VERSION_STRING;
-    EVP_DigestUpdate(fp, tool, strlen(tool) + 1);
-    const char *opts = o->options_json ? o->options_json : "{}";
-    EVP_DigestUpdate(fp, opts, strlen(opts) + 1);
-    if (o->source_fingerprint_extra)
-        EVP_DigestUpdate(fp, o->source_fingerprint_extra, strlen(o->source_fingerprint_extra) + 1);
-    char np[32];
-    snprintf(np, sizeof(np), "parts %u", o->nparts);
-    EVP_DigestUpdate(fp, np, strlen(np) + 1);
-
     lq_jw_begin_object(body);
     lq_jw_key(body, "options");
     lq_jw_raw(body, opts);
-    if ((st = describe_source(src, body, fp, err)) != LQ_OK)
-        goto cleanup;
+    lq_jw_key(body, "source");
+    lq_jw_raw(body, source);
     lq_jw_key(body, "source_files");
     lq_jw_begin_array(body);
     for (size_t i = 0; i < lq_ckpt_shard_count(src); i++)
@@ -383,31 +366,84 @@ static lq_status plan_text(const lq_ckpt *src, const lq_plan *p, const lq_run_op
     }
     lq_jw_end_array(body);
     lq_jw_end_object(body);
-    size_t blen = 0;
-    if ((st = lq_jw_finish(body, &body_text, &blen, err)) != LQ_OK)
-        goto cleanup;
-    EVP_DigestUpdate(fp, body_text, blen);
-    uint8_t d[32];
-    EVP_DigestFinal_ex(fp, d, NULL);
-    hex32(d, fp_hex);
+}
 
-    /* The envelope around the body, which our own writer produced: concatenated, not passed
-     * through lq_jw_raw, whose check would build the body's whole tree (about 1 kB per tensor). */
-    size_t cap = blen + 200;
-    *text = malloc(cap);
-    if (!*text) {
+static lq_status digest_sink(void *user, const char *text, size_t len, lq_error *err)
+{
+    (void)err;
+    EVP_DigestUpdate((EVP_MD_CTX *)user, text, len);
+    return LQ_OK;
+}
+
+/* The fingerprint, and the source description's text (*source, small: one entry per source
+ * file) that plan_write puts into the body again. */
+static lq_status plan_fingerprint(const lq_ckpt *src, const lq_plan *p, const lq_run_opts *o, char **source,
+                                  char fp_hex[65], lq_error *err)
+{
+    lq_status st = LQ_OK;
+    lq_jw *sw = lq_jw_new(0), *body = lq_jw_new(0);
+    EVP_MD_CTX *fp = EVP_MD_CTX_new();
+    *source = NULL;
+    if (!sw || !body || !fp) {
         st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
         goto cleanup;
     }
-    int hl = snprintf(*text, cap, "{\"schema\":1,\"fingerprint\":\"%s\",\"part\":%u,\"nparts\":%u,\"plan\":", fp_hex,
-                      o->part, o->nparts);
-    memcpy(*text + hl, body_text, blen);
-    memcpy(*text + hl + blen, "}", 2);
+    EVP_DigestInit_ex(fp, EVP_sha256(), NULL);
+    const char *tool = "mimo-quant " LQ_VERSION_STRING;
+    EVP_DigestUpdate(fp, tool, strlen(tool) + 1);
+    const char *opts = o->options_json ? o->options_json : "{}";
+    EVP_DigestUpdate(fp, opts, strlen(opts) + 1);
+    if (o->source_fingerprint_extra)
+        EVP_DigestUpdate(fp, o->source_fingerprint_extra, strlen(o->source_fingerprint_extra) + 1);
+    char np[32];
+    snprintf(np, sizeof(np), "parts %u", o->nparts);
+    EVP_DigestUpdate(fp, np, strlen(np) + 1);
+    if ((st = describe_source(src, sw, fp, err)) != LQ_OK || (st = lq_jw_finish(sw, source, NULL, err)) != LQ_OK)
+        goto cleanup;
+    lq_jw_set_sink(body, digest_sink, fp);
+    plan_body(body, src, p, opts, *source);
+    if ((st = lq_jw_finish(body, NULL, NULL, err)) != LQ_OK)
+        goto cleanup;
+    uint8_t d[32];
+    EVP_DigestFinal_ex(fp, d, NULL);
+    hex32(d, fp_hex);
 cleanup:
-    free(body_text);
+    if (st != LQ_OK) {
+        free(*source);
+        *source = NULL;
+    }
+    lq_jw_free(sw);
     lq_jw_free(body);
     EVP_MD_CTX_free(fp);
     return st;
+}
+
+/* Writes .mimo-plan.json to path, atomically. */
+static lq_status plan_write(const char *path, const lq_ckpt *src, const lq_plan *p, const lq_run_opts *o,
+                            const char *source, const char *fp_hex, lq_error *err)
+{
+    lq_outfile *of = NULL;
+    lq_status st = lq_outfile_open(path, &of, err);
+    if (st != LQ_OK)
+        return st;
+    char head[200];
+    int hl = snprintf(head, sizeof(head), "{\"schema\":1,\"fingerprint\":\"%s\",\"part\":%u,\"nparts\":%u,\"plan\":",
+                      fp_hex, o->part, o->nparts);
+    st = lq_outfile_write(of, head, (size_t)hl, err);
+    lq_jw *body = st == LQ_OK ? lq_jw_new(0) : NULL;
+    if (st == LQ_OK) {
+        lq_jw_set_sink(body, lq_outfile_sink, of);
+        plan_body(body, src, p, o->options_json ? o->options_json : "{}", source);
+        st = lq_jw_finish(body, NULL, NULL, err);
+    }
+    lq_jw_free(body);
+    if (st == LQ_OK)
+        st = lq_outfile_write(of, "}", 1, err);
+    if (st != LQ_OK) {
+        lq_outfile_abort(of);
+        return st;
+    }
+    return lq_outfile_commit(of, NULL, NULL, err);
 }
 
 /* ---- config.json output: the plan's cJSON tree written like json.dumps(indent=2) ---- */
@@ -611,7 +647,7 @@ static void decode_rows(void *arg, size_t b, size_t e)
     uint64_t K = c->K;
     if (dt == LQ_DTYPE_F8_E4M3 || dt == LQ_DTYPE_F8_E5M2) {
         lq_error e2;
-        lq_status st = lq_fp8_block_dequant(&t->grid, dt, c->src, t->src_scale.info->dtype, c->scale_src,
+        lq_status st = lq_fp8_block_dequant(t->grid, dt, c->src, t->src_scale.info->dtype, c->scale_src,
                                             c->r0 + b, c->r0 + e, c->f32 + b * K, t->src.info->name, &e2);
         if (st != LQ_OK) {
             pthread_mutex_lock(&c->mu);
@@ -737,7 +773,7 @@ static lq_status source_values(const lq_plan_tensor *t, lq_error *err)
         return lq_values_mxfp4(d, lq_st_data(t->src_scale.file, t->src_scale.info), si->shape[0], si->shape[1] * 2,
                                LQ_VALUES_MAX_ABS, path, si->name, NULL, err);
     if ((dt == LQ_DTYPE_F8_E4M3 || dt == LQ_DTYPE_F8_E5M2) && t->has_src_scale)
-        return lq_values_fp8(&t->grid, dt, d, t->src_scale.info->dtype, lq_st_data(t->src_scale.file, t->src_scale.info),
+        return lq_values_fp8(t->grid, dt, d, t->src_scale.info->dtype, lq_st_data(t->src_scale.file, t->src_scale.info),
                              0, si->shape[0], LQ_VALUES_MAX_ABS, path, lq_st_path(t->src_scale.file), si->name, NULL,
                              err);
     if (dt == LQ_DTYPE_F8_E4M3 || dt == LQ_DTYPE_F8_E5M2) {
@@ -1279,7 +1315,7 @@ lq_status lq_run_part(const lq_ckpt *src, const lq_plan *p, const char *work, co
                       lq_error *err)
 {
     lq_status st = LQ_OK;
-    char *plan_txt = NULL, *ppath = NULL;
+    char *plan_txt = NULL, *ppath = NULL; /* plan_txt: the source description (plan_fingerprint) */
     char fp[65];
     cJSON *old = NULL;
     part_ctx pc = {.src = src, .p = p, .o = o, .work = work};
@@ -1288,7 +1324,7 @@ lq_status lq_run_part(const lq_ckpt *src, const lq_plan *p, const char *work, co
     hash_task ht = {0};
     if (o->part < 1 || o->part > o->nparts || o->threads < 1)
         return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, NULL, NULL, NULL, "bad part or thread count");
-    if ((st = plan_text(src, p, o, &plan_txt, fp, err)) != LQ_OK)
+    if ((st = plan_fingerprint(src, p, o, &plan_txt, fp, err)) != LQ_OK)
         return st;
     ppath = path_join(work, ".mimo-plan.json");
     if (!ppath) {
@@ -1366,7 +1402,7 @@ lq_status lq_run_part(const lq_ckpt *src, const lq_plan *p, const char *work, co
             goto cleanup;
         }
         tp = path_join(tmp, ".mimo-plan.json");
-        st = tp ? write_text(tp, plan_txt, NULL, NULL, err)
+        st = tp ? plan_write(tp, src, p, o, plan_txt, fp, err)
                 : lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
         if (st == LQ_OK && rename(tmp, work) != 0)
             st = lq_fail(err, LQ_ERR_IO, work, NULL, "RUN_WORKDIR", "cannot create: %s", strerror(errno));

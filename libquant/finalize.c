@@ -399,13 +399,10 @@ static int manifest_sha(const char *path, char hex[65])
     return 0;
 }
 
-static lq_status write_publish_record(const char *out, const char *fp, const char *dir, const char *manifest,
+static lq_status write_publish_record(const char *out, const char *fp, const char *dir, const char *hx,
                                       lq_error *err)
 {
-    char r[4200], hx[65];
-    uint8_t d[32];
-    lq_sha256(manifest, strlen(manifest), d);
-    lq_hex(d, 32, hx);
+    char r[4200];
     lq_publish_record_name(out, r, sizeof(r));
     lq_jw *w = lq_jw_new(0);
     if (!w)
@@ -651,9 +648,12 @@ static void put_metrics(lq_jw *w, const lq_metrics *m)
     lq_jw_double(w, m->zero_frac, 6);
 }
 
-/* Builds mimo-quant-report.json and runs the gates. */
+/* Builds mimo-quant-report.json into a JSON writer's sink (the text is never held whole) and
+ * runs the gates; notify: report failing tensors through o->gate_fail (the first of the passes
+ * that make the same text). *len receives the text's length. */
 static lq_status build_report(const cJSON *plan, const plan_index *pi, shard_rec *shards, size_t nshards,
-                              const lq_finalize_opts *o, char **text, int *gate_failed, lq_error *err)
+                              const lq_finalize_opts *o, lq_jw_sink_fn sink, void *user, int notify, size_t *len,
+                              int *gate_failed, lq_error *err)
 {
     size_t nt = pi->n;
     (void)nshards;
@@ -663,6 +663,7 @@ static lq_status build_report(const cJSON *plan, const plan_index *pi, shard_rec
     lq_jw *w = lq_jw_new(2);
     lq_status st = LQ_OK;
     *gate_failed = 0;
+    lq_jw_set_sink(w, sink, user);
     if (!w) {
         st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
         goto cleanup;
@@ -868,13 +869,13 @@ static lq_status build_report(const cJSON *plan, const plan_index *pi, shard_rec
             if (!checks[k].bad)
                 continue;
             *gate_failed = 1;
-            if (o->gate_fail)
+            if (notify && o->gate_fail)
                 o->gate_fail(o->user, name, checks[k].metric, checks[k].v, checks[k].lim);
         }
     }
     lq_jw_end_array(w);
     lq_jw_end_object(w);
-    st = lq_jw_finish(w, text, NULL, err);
+    st = lq_jw_finish(w, NULL, len, err);
 cleanup:
 #undef HAVE
 #undef ACC
@@ -885,6 +886,33 @@ cleanup:
     free(layer_of);
     lq_strmap_free(&layer_map);
     return st;
+}
+
+static lq_status discard(void *user, const char *text, size_t len, lq_error *err)
+{
+    (void)user;
+    (void)text;
+    (void)len;
+    (void)err;
+    return LQ_OK;
+}
+
+/* The report, streamed into path atomically (sha256 may be NULL). */
+static lq_status report_to(const char *path, const cJSON *plan, const plan_index *pi, shard_rec *shards,
+                           size_t nshards, const lq_finalize_opts *o, uint8_t sha256[32], lq_error *err)
+{
+    lq_outfile *of = NULL;
+    lq_status st = lq_outfile_open(path, &of, err);
+    if (st != LQ_OK)
+        return st;
+    int failed = 0;
+    size_t len = 0;
+    st = build_report(plan, pi, shards, nshards, o, lq_outfile_sink, of, 0, &len, &failed, err);
+    if (st != LQ_OK) {
+        lq_outfile_abort(of);
+        return st;
+    }
+    return lq_outfile_commit(of, sha256, NULL, err);
 }
 
 static lq_status add_file(file_rec **files, size_t *n, const char *path, uint64_t size, const char *sha,
@@ -912,7 +940,7 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
     file_rec *files = NULL;
     size_t nfiles = 0, nshards = 0;
     cJSON *extras = NULL, **srcrec = NULL;
-    char *report = NULL, *manifest = NULL, *asm_dir = NULL, *parent = NULL;
+    char *manifest = NULL, *asm_dir = NULL, *parent = NULL;
     char wd[4096];
     const char **inames = NULL, **ifiles = NULL;
     size_t nsrc = 0;
@@ -1060,14 +1088,17 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
         goto cleanup;
     }
 
-    /* 4. Report and gates, before anything moves. */
+    /* 4. Report and gates, before anything moves: a first pass only runs the gates (the text goes
+     *    nowhere); the report is written by a second pass to where it belongs. */
     int gate_failed = 0;
-    if ((st = build_report(plan, &pi, shards, nshards, o, &report, &gate_failed, err)) != LQ_OK)
+    size_t report_len = 0;
+    if ((st = build_report(plan, &pi, shards, nshards, o, discard, NULL, 1, &report_len, &gate_failed, err)) !=
+        LQ_OK)
         goto cleanup;
     if (gate_failed) {
         char rp[4200];
         snprintf(rp, sizeof(rp), "%s.report.json", out);
-        lq_status s2 = lq_write_file_atomic(rp, report, strlen(report), NULL, err);
+        lq_status s2 = report_to(rp, plan, &pi, shards, nshards, o, NULL, err);
         st = s2 != LQ_OK ? s2
                          : lq_fail(err, LQ_ERR_CHECK_FAILED, rp, NULL, "GATE",
                                    "quality gate failed; OUT not written; the report is in %s", rp);
@@ -1171,21 +1202,32 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
             goto cleanup;
     }
     char *rp = pjoin(asm_dir, LQ_REPORT_FILE);
-    st = rp ? lq_write_file_atomic(rp, report, strlen(report), sha, err) : LQ_ERR_NO_MEMORY;
+    st = rp ? report_to(rp, plan, &pi, shards, nshards, o, sha, err) : LQ_ERR_NO_MEMORY;
     free(rp);
     if (st != LQ_OK)
         goto cleanup;
     lq_hex(sha, 32, hx);
-    if ((st = add_file(&files, &nfiles, LQ_REPORT_FILE, strlen(report), hx, err)) != LQ_OK)
+    if ((st = add_file(&files, &nfiles, LQ_REPORT_FILE, report_len, hx, err)) != LQ_OK)
         goto cleanup;
-    free(report);
-    report = NULL;
     free(inames);
     free(ifiles);
     inames = ifiles = NULL;
     qsort(files, nfiles, sizeof(*files), cmp_file);
 
+    /* The manifest streams into its file (at the real model's tensor count it is about 70 MB);
+     * its SHA-256 comes from the file's commit, and signing reads it back. */
+    char *mp = pjoin(asm_dir, LQ_MANIFEST_FILE);
+    if (!mp) {
+        st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+        goto cleanup;
+    }
+    lq_outfile *mof = NULL;
+    if ((st = lq_outfile_open(mp, &mof, err)) != LQ_OK) {
+        free(mp);
+        goto cleanup;
+    }
     lq_jw *w = lq_jw_new(2);
+    lq_jw_set_sink(w, lq_outfile_sink, mof);
     lq_jw_begin_object(w);
     lq_jw_key(w, "schema_version");
     lq_jw_u64(w, 1);
@@ -1293,18 +1335,33 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
     }
     lq_jw_end_array(w);
     lq_jw_end_object(w);
-    st = lq_jw_finish(w, &manifest, NULL, err);
+    size_t manifest_len = 0;
+    st = lq_jw_finish(w, NULL, &manifest_len, err);
     lq_jw_free(w);
-    if (st != LQ_OK)
+    if (st == LQ_OK)
+        st = lq_outfile_commit(mof, sha, NULL, err);
+    else
+        lq_outfile_abort(mof);
+    if (st != LQ_OK) {
+        free(mp);
         goto cleanup;
-    char *mp = pjoin(asm_dir, LQ_MANIFEST_FILE);
-    st = mp ? lq_write_file_atomic(mp, manifest, strlen(manifest), NULL, err) : LQ_ERR_NO_MEMORY;
+    }
+    char manifest_sha[65];
+    lq_hex(sha, 32, manifest_sha);
+    if (o && o->sign_key) {
+        uint8_t *mtext = NULL;
+        size_t mlen = 0;
+        st = lq_read_file(mp, LQ_OUTPUT_JSON_MAX_BYTES, NULL, NULL, &mtext, &mlen, err);
+        manifest = (char *)mtext;
+        if (st == LQ_OK && mlen != manifest_len)
+            st = lq_fail(err, LQ_ERR_IO, mp, NULL, "OUT_WRITE", "read back %zu bytes, wrote %zu", mlen, manifest_len);
+    }
     free(mp);
     if (st != LQ_OK)
         goto cleanup;
     if (o && o->sign_key) {
         uint8_t sig[64], pub[32];
-        if ((st = lq_ed25519_sign(o->sign_key, manifest, strlen(manifest), sig, err)) != LQ_OK ||
+        if ((st = lq_ed25519_sign(o->sign_key, manifest, manifest_len, sig, err)) != LQ_OK ||
             (st = lq_ed25519_public_from_private(o->sign_key, pub, err)) != LQ_OK)
             goto cleanup;
         char *sp = pjoin(asm_dir, LQ_SIGNATURE_FILE);
@@ -1315,7 +1372,7 @@ lq_status lq_finalize(const char *out, const char *const *work_dirs, size_t nwor
     }
 
     /* 7. Publish: the publish record, then drop the bookkeeping, then one rename. */
-    if ((st = write_publish_record(out, fp0, asm_dir, manifest, err)) != LQ_OK)
+    if ((st = write_publish_record(out, fp0, asm_dir, manifest_sha, err)) != LQ_OK)
         goto cleanup;
     test_kill_at("record");
     remove_state(asm_dir);
@@ -1360,7 +1417,6 @@ cleanup:
         free(files[i].path);
     free(files);
     cJSON_Delete(extras);
-    free(report);
     free(manifest);
     free(asm_dir);
     free(parent);

@@ -31,6 +31,9 @@ struct lq_jw {
     int top_started;  /* the single top-level value has been begun */
     int finished;
     size_t nonfinite;
+    lq_jw_sink_fn sink;  /* NULL: the text stays in buf */
+    void *sink_user;
+    size_t sunk;         /* bytes already handed to the sink */
     lq_error err;     /* the first error; err.status == LQ_OK while none */
     jw_frame stack[LQ_JW_MAX_DEPTH];
 };
@@ -64,10 +67,33 @@ static lq_status jw_precheck(lq_jw *w)
     return LQ_OK;
 }
 
+/* Hands the buffered text to the sink. */
+static void jw_drain(lq_jw *w)
+{
+    if (!w->sink || w->len == 0 || w->err.status != LQ_OK)
+        return;
+    lq_error e;
+    lq_error_clear(&e);
+    lq_status st = w->sink(w->sink_user, w->buf, w->len, &e);
+    if (st != LQ_OK) {
+        w->err = e;
+        w->err.status = st;
+        return;
+    }
+    w->sunk += w->len;
+    w->len = 0;
+    w->buf[0] = '\0';
+}
+
 static void jw_append(lq_jw *w, const char *s, size_t n)
 {
     if (w->err.status != LQ_OK)
         return;
+    if (w->sink && w->len + n + 1 > LQ_JW_SINK_CHUNK) {
+        jw_drain(w);
+        if (w->err.status != LQ_OK)
+            return;
+    }
     if (n > SIZE_MAX - 1 - w->len) {
         jw_fail(w, LQ_ERR_NO_MEMORY, "JW_NOMEM", "text larger than memory");
         return;
@@ -430,6 +456,18 @@ lq_status lq_jw_raw(lq_jw *w, const char *json)
     return jw_token(w, "raw value", json);
 }
 
+lq_status lq_jw_set_sink(lq_jw *w, lq_jw_sink_fn fn, void *user)
+{
+    lq_status st = jw_precheck(w);
+    if (st != LQ_OK)
+        return st;
+    if (w->top_started)
+        return jw_fail(w, LQ_ERR_INVALID_ARGUMENT, "JW_MISUSE", "sink set after the first value");
+    w->sink = fn;
+    w->sink_user = user;
+    return LQ_OK;
+}
+
 size_t lq_jw_nonfinite(const lq_jw *w)
 {
     return w ? w->nonfinite : 0;
@@ -443,7 +481,7 @@ lq_status lq_jw_finish(lq_jw *w, char **out, size_t *len, lq_error *err)
         *len = 0;
     if (!w)
         return lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, "JW_NOMEM", "no writer (out of memory)");
-    if (!out)
+    if (!out && !w->sink)
         jw_fail(w, LQ_ERR_INVALID_ARGUMENT, "JW_MISUSE", "NULL output pointer");
     lq_status st = jw_precheck(w);
     if (st == LQ_OK && w->depth > 0)
@@ -453,9 +491,21 @@ lq_status lq_jw_finish(lq_jw *w, char **out, size_t *len, lq_error *err)
         st = jw_fail(w, LQ_ERR_INVALID_ARGUMENT, "JW_UNBALANCED", "no value written");
     if (st == LQ_OK && w->indent)
         jw_append(w, "\n", 1);
+    if (w->sink)
+        jw_drain(w);
     st = w->err.status;
-    if (st != LQ_OK)
+    if (st != LQ_OK) {
+        if (w->err.file[0] || w->err.tensor[0]) /* a sink's error, with its place */
+            return lq_fail(err, st, w->err.file, w->err.tensor[0] ? w->err.tensor : NULL, w->err.rule, "%s",
+                           w->err.msg);
         return lq_fail(err, st, NULL, NULL, w->err.rule, "%s", w->err.msg);
+    }
+    if (w->sink) {
+        if (len)
+            *len = w->sunk;
+        w->finished = 1;
+        return LQ_OK;
+    }
     *out = w->buf;
     if (len)
         *len = w->len;

@@ -92,7 +92,18 @@ lq_status lq_jw_raw(lq_jw *w, const char *json);
 /* How many non-finite doubles were written as null so far (0 for NULL). */
 size_t lq_jw_nonfinite(const lq_jw *w);
 
-/* Ends writing. On success (no error recorded, every container closed, exactly one top-level
+/* A sink for long texts (manifests, reports, state files at hundreds of thousands of tensors):
+ * once set, the writer hands its text to fn in pieces of about LQ_JW_SINK_CHUNK bytes, in order,
+ * and keeps only the piece being filled, so the whole text is never held in memory. The bytes
+ * are the same as without a sink. fn returns LQ_OK, or a failure status with err filled, which
+ * becomes the writer's error (sticky, reported by lq_jw_finish). Set it before the first value;
+ * NULL fn goes back to keeping the text. */
+#define LQ_JW_SINK_CHUNK ((size_t)64 << 10)
+typedef lq_status (*lq_jw_sink_fn)(void *user, const char *text, size_t len, lq_error *err);
+lq_status lq_jw_set_sink(lq_jw *w, lq_jw_sink_fn fn, void *user);
+
+/* Ends writing. With a sink, the rest of the text goes to it, *out (out may be NULL) receives
+ * NULL and *len the length of the whole text; otherwise as follows. On success (no error recorded, every container closed, exactly one top-level
  * value) *out receives the malloc'ed NUL-terminated text (caller frees) and *len (may be NULL)
  * its length without the NUL; the writer keeps no copy and refuses further calls (JW_MISUSE),
  * but must still be freed. On failure *out is NULL, *len is 0 and the recorded (or the

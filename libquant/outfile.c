@@ -332,3 +332,8 @@ void lq_hex(const uint8_t *digest, size_t n, char *out)
     }
     out[2 * n] = '\0';
 }
+
+lq_status lq_outfile_sink(void *f, const char *text, size_t len, lq_error *err)
+{
+    return lq_outfile_write(f, text, len, err);
+}

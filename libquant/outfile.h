@@ -42,6 +42,10 @@ lq_status lq_outfile_commit(lq_outfile *f, uint8_t sha256[32], uint64_t *size, l
 /* Removes the temporary and frees f. Accepts NULL. */
 void lq_outfile_abort(lq_outfile *f);
 
+/* lq_outfile_write in the shape of a JSON writer's sink (jsonw.h, lq_jw_sink_fn): f is the
+ * lq_outfile *, so a long JSON text streams into an atomic file. */
+lq_status lq_outfile_sink(void *f, const char *text, size_t len, lq_error *err);
+
 /* Writes a whole buffer atomically (open + write + commit). */
 lq_status lq_write_file_atomic(const char *final_path, const void *data, size_t len,
                                uint8_t sha256[32], lq_error *err);

@@ -156,8 +156,11 @@ void lq_plan_free(lq_plan *p)
 {
     if (!p)
         return;
-    for (size_t i = 0; i < p->n; i++)
-        free(p->t[i].name);
+    for (size_t i = 0; i < p->nname_blocks; i++)
+        free(p->name_blocks[i]);
+    free(p->name_blocks);
+    free(p->qshapes);
+    free(p->grids);
     free(p->t);
     for (uint32_t i = 0; i < p->nshards; i++)
         free(p->shard_names[i]);
@@ -168,6 +171,30 @@ void lq_plan_free(lq_plan *p)
     free(p->dropped);
     cJSON_Delete(p->config);
     free(p);
+}
+
+/* a + b in the plan's name storage (blocks of 256 KiB: one allocation per name would cost more
+ * than the name). */
+static const char *plan_name(lq_plan *p, const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), n = la + lb + 1;
+    if (!p->nname_blocks || p->name_used + n > p->name_cap) {
+        size_t cap = n > ((size_t)256 << 10) ? n : ((size_t)256 << 10);
+        char **nb = realloc(p->name_blocks, (p->nname_blocks + 1) * sizeof(*nb));
+        if (!nb)
+            return NULL;
+        p->name_blocks = nb;
+        if (!(nb[p->nname_blocks] = malloc(cap)))
+            return NULL;
+        p->nname_blocks++;
+        p->name_used = 0;
+        p->name_cap = cap;
+    }
+    char *d = p->name_blocks[p->nname_blocks - 1] + p->name_used;
+    memcpy(d, a, la);
+    memcpy(d + la, b, lb + 1);
+    p->name_used += n;
+    return d;
 }
 
 /* The module name of a weight tensor ("x.y.weight" -> "x.y"). */
@@ -402,18 +429,23 @@ lq_status lq_plan_build(const lq_ckpt *src, const lq_plan_opts *opts, lq_plan **
                 s->fp8_scale_of_quant = 1;
         }
     }
+    size_t nq = 0, nfp8q = 0;
     for (size_t i = 0; i < n; i++) {
         if (refs[i].fp8_scale_of_quant)
             ndrop++;
         else
             nout += refs[i].decision ? 2 : 1;
+        nq += refs[i].decision;
+        nfp8q += refs[i].decision && is_fp8(refs[i].t.info->dtype);
     }
     p->t = calloc(nout + 1, sizeof(*p->t));
+    p->qshapes = calloc(4 * nq + 1, sizeof(*p->qshapes));
+    p->grids = calloc(nfp8q + 1, sizeof(*p->grids));
     p->dropped = calloc(ndrop + 1, sizeof(char *));
     gsize = calloc(n + 1, sizeof(*gsize));
     gfirst = calloc(n + 1, sizeof(*gfirst));
     gshard = calloc(n + 1, sizeof(*gshard));
-    if (!p->t || !p->dropped || !gsize || !gfirst || !gshard) {
+    if (!p->t || !p->dropped || !gsize || !gfirst || !gshard || !p->qshapes || !p->grids) {
         st = lq_fail(err, LQ_ERR_NO_MEMORY, dir, NULL, NULL, "out of memory");
         goto cleanup;
     }
@@ -434,10 +466,10 @@ lq_status lq_plan_build(const lq_ckpt *src, const lq_plan_opts *opts, lq_plan **
         t->src = refs[i].t;
         t->mclass = lq_plan_classify(ti->name);
         if (!refs[i].decision) {
-            t->name = strdup(ti->name);
+            t->name = ti->name;
             t->dtype = ti->dtype;
             t->rank = ti->rank;
-            memcpy(t->shape, ti->shape, sizeof(t->shape));
+            t->shape = ti->shape;
             t->nbytes = ti->nbytes;
             t->rule = refs[i].passthrough ? LQ_RULE_PASSTHROUGH : LQ_RULE_KEEP;
             if (refs[i].passthrough) {
@@ -468,28 +500,32 @@ lq_status lq_plan_build(const lq_ckpt *src, const lq_plan_opts *opts, lq_plan **
             t->src_scale = s;
             t->has_src_scale = 1;
             uint32_t hint = strstr(ti->name, "qkv_proj") ? opts->qkv_shards_hint : 0;
-            st = lq_fp8_grid_detect(N, K, s.info->shape[0], s.info->shape[1], 128, 128, hint, ti->name,
-                                    &t->grid, err);
+            lq_fp8_grid *g = &p->grids[p->ngrids++];
+            t->grid = g;
+            st = lq_fp8_grid_detect(N, K, s.info->shape[0], s.info->shape[1], 128, 128, hint, ti->name, g, err);
             if (st != LQ_OK) {
                 if (err && !err->file[0])
                     snprintf(err->file, sizeof(err->file), "%s", lq_st_path(refs[i].t.file));
                 goto cleanup;
             }
         }
-        t->name = p->layout == LQ_LAYOUT_MIMO ? strdup(ti->name) : join(ti->name, "_packed");
+        uint64_t *qs = &p->qshapes[4 * p->nquant];
+        qs[0] = N;
+        qs[1] = K / 2;
+        qs[2] = N;
+        qs[3] = K / 32;
+        t->name = p->layout == LQ_LAYOUT_MIMO ? ti->name : plan_name(p, ti->name, "_packed");
         t->dtype = LQ_DTYPE_U8;
         t->rank = 2;
-        t->shape[0] = N;
-        t->shape[1] = K / 2;
+        t->shape = qs;
         t->nbytes = N * (K / 2);
         t->rule = LQ_RULE_MXFP4;
         t->quant = p->nquant;
         lq_plan_tensor *sc = &p->t[p->n + 1];
-        sc->name = join(ti->name, "_scale"); /* X.weight_scale in both layouts */
+        sc->name = plan_name(p, ti->name, "_scale"); /* X.weight_scale in both layouts */
         sc->dtype = LQ_DTYPE_U8;
         sc->rank = 2;
-        sc->shape[0] = N;
-        sc->shape[1] = K / 32;
+        sc->shape = qs + 2;
         sc->nbytes = N * (K / 32);
         sc->rule = LQ_RULE_MXFP4_SCALE;
         sc->src = refs[i].t;

@@ -61,19 +61,23 @@ typedef struct lq_plan_opts {
     uint32_t qkv_shards_hint;  /* checkpoint-TP shards for FP8 grids (0 = num_key_value_heads) */
 } lq_plan_opts;
 
+/* One output tensor. The plan holds one per output tensor for the whole run, so it is kept small
+ * (120 bytes): the name and shape point at the source's where they are the same (they live as
+ * long as the source checkpoint, which must outlive the plan), otherwise into the plan's own
+ * storage; the FP8 grid is held only by the weights that have one. */
 typedef struct lq_plan_tensor {
-    char *name;                /* output name */
-    lq_dtype dtype;
-    uint32_t rank;
-    uint64_t shape[LQ_MAX_RANK];
+    const char *name;          /* output name */
+    const uint64_t *shape;     /* rank values */
+    const lq_fp8_grid *grid;   /* FP8 sources of MXFP4 weights; NULL otherwise */
     uint64_t nbytes;
-    lq_rule rule;
-    uint32_t shard;
+    size_t quant;              /* MXFP4 / MXFP4_SCALE: index of the quantized weight (0..nquant) */
     lq_ckpt_tensor src;        /* source tensor (for MXFP4_SCALE: the source weight) */
     lq_ckpt_tensor src_scale;  /* FP8 sources of MXFP4 weights: weight_scale_inv; PASSTHROUGH: weight_scale */
+    lq_dtype dtype;
+    uint32_t rank;
+    lq_rule rule;
+    uint32_t shard;
     int has_src_scale;
-    lq_fp8_grid grid;          /* FP8 sources of MXFP4 weights */
-    size_t quant;              /* MXFP4 / MXFP4_SCALE: index of the quantized weight (0..nquant) */
     int mclass;                /* module class, see lq_plan_class_name */
 } lq_plan_tensor;
 
@@ -94,6 +98,11 @@ typedef struct lq_plan {
     uint64_t max_quant_numel;  /* largest quantized tensor (element count) */
     uint64_t max_quant_cols;
     cJSON *config;             /* output config.json (owned) */
+    uint64_t *qshapes;         /* 4 per MXFP4 weight: its shape and its scales' shape */
+    lq_fp8_grid *grids;        /* one per MXFP4 weight with an FP8 source */
+    size_t ngrids;
+    char **name_blocks;        /* output names that are not the source's */
+    size_t nname_blocks, name_used, name_cap;
 } lq_plan;
 
 #define LQ_PLAN_NCLASSES 8

@@ -502,6 +502,19 @@ lq_status lq_st_open(const char *path, const lq_st_limits *limits, lq_st_file **
         f->base = m;
     }
     st = parse_image(f, limits, err);
+    /* Everything the header says is in f now (names copied): its pages of the mapping need not
+     * stay resident. A reader of many tensors would otherwise keep ~150 bytes per tensor of
+     * header text for as long as the file is open; a later access reads them back from the page
+     * cache (the mapping is private and never written). */
+    if (st == LQ_OK && f->map && f->header_len) {
+        long pg = sysconf(_SC_PAGESIZE);
+        size_t n = (size_t)(8 + f->header_len);
+        if (pg > 0 && n > f->map_len)
+            n = f->map_len;
+        n = pg > 0 ? n / (size_t)pg * (size_t)pg : 0;
+        if (n)
+            madvise(f->map, n, MADV_DONTNEED);
+    }
 
 cleanup:
     close(fd);

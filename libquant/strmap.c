@@ -17,8 +17,10 @@ static size_t hash(const char *s)
 
 int lq_strmap_init(lq_strmap *m, size_t cap)
 {
+    /* At most 3/4 full: linear probing stays short (about 2.5 probes per hit), and a map over
+     * every tensor of a model costs 21-43 bytes per key rather than 32-64. */
     size_t ns = 16;
-    while (ns < 2 * cap + 1)
+    while (ns < cap + cap / 3 + 1)
         ns *= 2;
     m->keys = calloc(ns, sizeof(*m->keys));
     m->vals = calloc(ns, sizeof(*m->vals));
@@ -47,7 +49,7 @@ int lq_strmap_add(lq_strmap *m, const char *key, size_t val)
     size_t mask = m->nslots - 1;
     for (size_t s = hash(key) & mask;; s = (s + 1) & mask) {
         if (!m->keys[s]) {
-            if (2 * (m->n + 1) > m->nslots)
+            if (4 * (m->n + 1) > 3 * m->nslots)
                 return -1;
             m->keys[s] = key;
             m->vals[s] = val;

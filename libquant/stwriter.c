@@ -41,10 +41,26 @@ typedef struct meta_kv {
     char *val;
 } meta_kv;
 
+/* One declared tensor. Kept small (40 bytes, the shape in a shared pool, the name in an arena)
+ * because a writer holds one per tensor of its shard for the whole shard: at the real model's
+ * tensor count that is what the converter's memory grows with. */
+typedef struct stw_entry {
+    const char *name;  /* in the writer's name arena */
+    uint64_t nbytes;
+    uint64_t begin;    /* offset in the data section, set by the layout */
+    size_t dim0;       /* first of its `rank` values in dims */
+    lq_dtype dtype;
+    uint32_t rank;
+} stw_entry;
+
 struct lq_stw {
     char *path;
-    lq_tensor_info *t; /* declaration order before begin, file order after */
+    stw_entry *t; /* declaration order before begin, file order after */
     size_t n, cap;
+    uint64_t *dims; /* shape values of every tensor */
+    size_t ndims, dims_cap;
+    char **blocks; /* name arena: names are never freed one by one */
+    size_t nblocks, block_used, block_cap;
     size_t *slots; /* open-addressing name table: index + 1, 0 = empty */
     size_t nslots;
     meta_kv *meta;
@@ -55,20 +71,44 @@ struct lq_stw {
     size_t cur;        /* next tensor that still needs bytes (never a zero-byte one) */
     uint64_t cur_done; /* bytes of t[cur] already written */
     uint32_t *crc;     /* CRC-32C of each tensor's bytes so far, file order (after begin) */
+    lq_tensor_info view; /* what lq_stw_tensor returns */
 };
 
 /* ---- growable text buffer ---- */
 
+/* The header text goes through this buffer in two passes: one that only counts (count_only,
+ * nothing stored: the length fixes the 8-byte prefix and the padding), then one that hands the
+ * text to the output file every SB_FLUSH bytes. So the header is never held whole: it is about
+ * 110 bytes per tensor. */
+#define SB_FLUSH ((size_t)64 << 10)
+
 typedef struct sbuf {
     char *p;
     size_t len, cap;
+    uint64_t total;     /* bytes put so far, flushed ones included */
     int oom;
+    int count_only;
+    lq_outfile *out;    /* flush target (NULL: keep everything in p) */
+    lq_status st;       /* first flush failure */
+    lq_error *err;
 } sbuf;
+
+static void sb_flush(sbuf *b)
+{
+    if (b->out && b->len && b->st == LQ_OK)
+        b->st = lq_outfile_write(b->out, b->p, b->len, b->err);
+    b->len = 0;
+}
 
 static void sb_put(sbuf *b, const char *s, size_t n)
 {
-    if (b->oom)
+    if (b->oom || b->st != LQ_OK)
         return;
+    b->total += n;
+    if (b->count_only)
+        return;
+    if (b->out && b->len + n + 1 > SB_FLUSH)
+        sb_flush(b);
     if (b->len + n + 1 > b->cap) {
         size_t nc = b->cap ? b->cap : 256;
         while (nc < b->len + n + 1) {
@@ -288,6 +328,28 @@ static int table_rebuild(lq_stw *w, size_t want)
 
 /* ---- writer ---- */
 
+/* A copy of name in the writer's arena (blocks of 64 KiB, or one block for a longer name). */
+static const char *arena_copy(lq_stw *w, const char *name)
+{
+    size_t n = strlen(name) + 1;
+    if (!w->nblocks || w->block_used + n > w->block_cap) {
+        size_t cap = n > ((size_t)64 << 10) ? n : ((size_t)64 << 10);
+        char **nb = realloc(w->blocks, (w->nblocks + 1) * sizeof(*nb));
+        if (!nb)
+            return NULL;
+        w->blocks = nb;
+        if (!(nb[w->nblocks] = malloc(cap)))
+            return NULL;
+        w->nblocks++;
+        w->block_used = 0;
+        w->block_cap = cap;
+    }
+    char *d = w->blocks[w->nblocks - 1] + w->block_used;
+    memcpy(d, name, n);
+    w->block_used += n;
+    return d;
+}
+
 lq_status lq_stw_create(const char *final_path, lq_stw **out, lq_error *err)
 {
     if (out)
@@ -313,9 +375,11 @@ static void stw_free(lq_stw *w)
 {
     if (!w)
         return;
-    for (size_t i = 0; i < w->n; i++)
-        free((char *)w->t[i].name);
+    for (size_t i = 0; i < w->nblocks; i++)
+        free(w->blocks[i]);
+    free(w->blocks);
     free(w->t);
+    free(w->dims);
     free(w->crc);
     free(w->slots);
     for (size_t i = 0; i < w->nmeta; i++) {
@@ -384,28 +448,36 @@ lq_status lq_stw_add(lq_stw *w, const char *name, lq_dtype dt, uint32_t rank,
 
     if (w->n == w->cap) {
         size_t nc = w->cap ? w->cap * 2 : 64;
-        lq_tensor_info *nt = realloc(w->t, nc * sizeof(*nt));
+        stw_entry *nt = realloc(w->t, nc * sizeof(*nt));
         if (!nt)
             return lq_fail(err, LQ_ERR_NO_MEMORY, w->path, name, "STW_STATE", "out of memory");
         w->t = nt;
         w->cap = nc;
     }
+    if (w->ndims + rank > w->dims_cap) {
+        size_t nc = w->dims_cap ? w->dims_cap * 2 : 128;
+        while (nc < w->ndims + rank)
+            nc *= 2;
+        uint64_t *nd = realloc(w->dims, nc * sizeof(*nd));
+        if (!nd)
+            return lq_fail(err, LQ_ERR_NO_MEMORY, w->path, name, "STW_STATE", "out of memory");
+        w->dims = nd;
+        w->dims_cap = nc;
+    }
     if ((w->n + 1) * 2 > w->nslots && table_rebuild(w, (w->n + 1) * 2) != 0)
         return lq_fail(err, LQ_ERR_NO_MEMORY, w->path, name, "STW_STATE", "out of memory");
-    size_t len = strlen(name);
-    char *copy = malloc(len + 1);
+    const char *copy = arena_copy(w, name);
     if (!copy)
         return lq_fail(err, LQ_ERR_NO_MEMORY, w->path, name, "STW_STATE", "out of memory");
-    memcpy(copy, name, len + 1);
 
-    lq_tensor_info *t = &w->t[w->n];
+    stw_entry *t = &w->t[w->n];
     memset(t, 0, sizeof(*t));
     t->name = copy;
     t->dtype = dt;
     t->rank = rank;
+    t->dim0 = w->ndims;
     for (uint32_t i = 0; i < rank; i++)
-        t->shape[i] = shape[i];
-    t->numel = numel;
+        w->dims[w->ndims++] = shape[i];
     t->nbytes = nbytes;
     size_t mask = w->nslots - 1;
     size_t s = (size_t)name_hash(copy) & mask;
@@ -473,7 +545,7 @@ lq_status lq_stw_set_metadata(lq_stw *w, const char *key, const char *value, lq_
  * char). Names are unique, so the order is total and qsort's instability does not matter. */
 static int cmp_layout(const void *a, const void *b)
 {
-    const lq_tensor_info *x = a, *y = b;
+    const stw_entry *x = a, *y = b;
     if (x->dtype != y->dtype)
         return x->dtype > y->dtype ? -1 : 1;
     return strcmp(x->name, y->name);
@@ -499,33 +571,9 @@ static void stw_kill(lq_stw *w)
     w->out = NULL;
 }
 
-/* Fixes the layout (tensor order, offsets) and builds the padded header JSON into hb, setting
- * w->header_len and w->total. Touches no file; on failure hb is freed. */
-static lq_status stw_layout(lq_stw *w, sbuf *hb, lq_error *err)
+/* The header JSON (without padding) into hb. */
+static void put_header(const lq_stw *w, sbuf *hb)
 {
-    lq_status st = LQ_OK;
-
-    if (w->n > 1)
-        qsort(w->t, w->n, sizeof(*w->t), cmp_layout);
-    if (w->nmeta > 1)
-        qsort(w->meta, w->nmeta, sizeof(*w->meta), cmp_meta);
-    if (table_rebuild(w, w->n * 2) != 0) {
-        st = lq_fail(err, LQ_ERR_NO_MEMORY, w->path, NULL, "STW_STATE", "out of memory");
-        goto fail;
-    }
-    uint64_t off = 0;
-    for (size_t i = 0; i < w->n; i++) {
-        if (w->t[i].nbytes > UINT64_MAX - off) {
-            st = lq_fail(err, LQ_ERR_INVALID_ARGUMENT, w->path, w->t[i].name,
-                         "ST_NUMEL_OVERFLOW", "data section size overflows 64 bits");
-            goto fail;
-        }
-        w->t[i].begin = off;
-        off += w->t[i].nbytes;
-        w->t[i].end = off;
-    }
-    w->total = off;
-
     sb_puts(hb, "{\"__metadata__\":{\"format\":\"pt\"");
     for (size_t i = 0; i < w->nmeta; i++) {
         sb_putc(hb, ',');
@@ -535,7 +583,7 @@ static lq_status stw_layout(lq_stw *w, sbuf *hb, lq_error *err)
     }
     sb_putc(hb, '}');
     for (size_t i = 0; i < w->n; i++) {
-        const lq_tensor_info *t = &w->t[i];
+        const stw_entry *t = &w->t[i];
         sb_putc(hb, ',');
         sb_json_serde(hb, t->name);
         sb_puts(hb, ":{\"dtype\":\"");
@@ -544,33 +592,45 @@ static lq_status stw_layout(lq_stw *w, sbuf *hb, lq_error *err)
         for (uint32_t d = 0; d < t->rank; d++) {
             if (d)
                 sb_putc(hb, ',');
-            sb_u64(hb, t->shape[d]);
+            sb_u64(hb, w->dims[t->dim0 + d]);
         }
         sb_puts(hb, "],\"data_offsets\":[");
         sb_u64(hb, t->begin);
         sb_putc(hb, ',');
-        sb_u64(hb, t->end);
+        sb_u64(hb, t->begin + t->nbytes);
         sb_puts(hb, "]}");
     }
     sb_putc(hb, '}');
-    while (!hb->oom && hb->len % 8 != 0)
-        sb_putc(hb, ' ');
-    if (hb->oom) {
-        st = lq_fail(err, LQ_ERR_NO_MEMORY, w->path, NULL, "STW_STATE", "out of memory");
-        goto fail;
+}
+
+/* Fixes the layout (tensor order, offsets) and measures the padded header, setting
+ * w->header_len and w->total. Touches no file and keeps no text. */
+static lq_status stw_layout(lq_stw *w, lq_error *err)
+{
+    if (w->n > 1)
+        qsort(w->t, w->n, sizeof(*w->t), cmp_layout);
+    if (w->nmeta > 1)
+        qsort(w->meta, w->nmeta, sizeof(*w->meta), cmp_meta);
+    if (table_rebuild(w, w->n * 2) != 0)
+        return lq_fail(err, LQ_ERR_NO_MEMORY, w->path, NULL, "STW_STATE", "out of memory");
+    uint64_t off = 0;
+    for (size_t i = 0; i < w->n; i++) {
+        if (w->t[i].nbytes > UINT64_MAX - off)
+            return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, w->path, w->t[i].name, "ST_NUMEL_OVERFLOW",
+                           "data section size overflows 64 bits");
+        w->t[i].begin = off;
+        off += w->t[i].nbytes;
     }
-    if ((uint64_t)hb->len > STW_MAX_HEADER) {
-        st = lq_fail(err, LQ_ERR_LIMIT, w->path, NULL, "ST_HEADER_LIMIT",
-                     "header of %zu bytes exceeds the 100,000,000-byte limit of readers",
-                     hb->len);
-        goto fail;
-    }
-    w->header_len = hb->len;
+    w->total = off;
+    sbuf hb = {.count_only = 1};
+    put_header(w, &hb);
+    uint64_t len = (hb.total + 7) / 8 * 8;
+    if (len > STW_MAX_HEADER)
+        return lq_fail(err, LQ_ERR_LIMIT, w->path, NULL, "ST_HEADER_LIMIT",
+                       "header of %llu bytes exceeds the 100,000,000-byte limit of readers",
+                       (unsigned long long)len);
+    w->header_len = len;
     return LQ_OK;
-fail:
-    free(hb->p);
-    *hb = (sbuf){0};
-    return st;
 }
 
 lq_status lq_stw_measure(lq_stw *w, uint64_t *header_len, uint64_t *total, lq_error *err)
@@ -580,9 +640,7 @@ lq_status lq_stw_measure(lq_stw *w, uint64_t *header_len, uint64_t *total, lq_er
     if (w->begun || w->failed)
         return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, w->path, NULL, "STW_STATE",
                        "lq_stw_measure called after lq_stw_begin or a failure");
-    sbuf hb = {0};
-    lq_status st = stw_layout(w, &hb, err);
-    free(hb.p);
+    lq_status st = stw_layout(w, err);
     if (st != LQ_OK) {
         stw_kill(w);
         return st;
@@ -596,14 +654,13 @@ lq_status lq_stw_measure(lq_stw *w, uint64_t *header_len, uint64_t *total, lq_er
 
 lq_status lq_stw_begin(lq_stw *w, lq_error *err)
 {
-    sbuf hb = {0};
     lq_status st = LQ_OK;
     if (!w)
         return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, NULL, NULL, "STW_STATE", "no writer");
     if (w->begun || w->failed)
         return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, w->path, NULL, "STW_STATE",
                        "lq_stw_begin called twice or after a failure");
-    if ((st = stw_layout(w, &hb, err)) != LQ_OK) {
+    if ((st = stw_layout(w, err)) != LQ_OK) {
         stw_kill(w);
         return st;
     }
@@ -615,11 +672,21 @@ lq_status lq_stw_begin(lq_stw *w, lq_error *err)
     for (int i = 0; i < 8; i++)
         len8[i] = (unsigned char)(w->header_len >> (8 * i));
     st = lq_outfile_write(w->out, len8, 8, err);
-    if (st == LQ_OK)
-        st = lq_outfile_write(w->out, hb.p, hb.len, err);
     if (st != LQ_OK)
         goto fail;
+    /* The header again, now streamed to the file in SB_FLUSH pieces, then the padding. */
+    sbuf hb = {.out = w->out, .err = err};
+    put_header(w, &hb);
+    while (!hb.oom && hb.st == LQ_OK && hb.total < w->header_len)
+        sb_putc(&hb, ' ');
+    sb_flush(&hb);
     free(hb.p);
+    if (hb.oom)
+        st = lq_fail(err, LQ_ERR_NO_MEMORY, w->path, NULL, "STW_STATE", "out of memory");
+    else
+        st = hb.st;
+    if (st != LQ_OK)
+        goto fail;
     w->crc = calloc(w->n + 1, sizeof(uint32_t));
     if (!w->crc) {
         st = lq_fail(err, LQ_ERR_NO_MEMORY, w->path, NULL, NULL, "out of memory");
@@ -632,7 +699,6 @@ lq_status lq_stw_begin(lq_stw *w, lq_error *err)
     return LQ_OK;
 
 fail:
-    free(hb.p);
     stw_kill(w);
     return st;
 }
@@ -644,7 +710,24 @@ size_t lq_stw_count(const lq_stw *w)
 
 const lq_tensor_info *lq_stw_tensor(const lq_stw *w, size_t i)
 {
-    return (w && i < w->n) ? &w->t[i] : NULL;
+    if (!w || i >= w->n)
+        return NULL;
+    /* Filled on demand from the compact entry; the writer is not thread-safe anyway. */
+    lq_tensor_info *v = &((lq_stw *)w)->view;
+    const stw_entry *t = &w->t[i];
+    memset(v, 0, sizeof(*v));
+    v->name = t->name;
+    v->dtype = t->dtype;
+    v->rank = t->rank;
+    v->numel = 1;
+    for (uint32_t d = 0; d < t->rank; d++) {
+        v->shape[d] = w->dims[t->dim0 + d];
+        v->numel *= v->shape[d];
+    }
+    v->nbytes = t->nbytes;
+    v->begin = t->begin;
+    v->end = t->begin + t->nbytes;
+    return v;
 }
 
 uint64_t lq_stw_header_len(const lq_stw *w)
@@ -712,7 +795,7 @@ lq_status lq_stw_write(lq_stw *w, const void *data, size_t len, lq_error *err)
         stw_kill(w);
         return st;
     }
-    const lq_tensor_info *t = &w->t[w->cur];
+    const stw_entry *t = &w->t[w->cur];
     uint64_t left = t->nbytes - w->cur_done;
     if ((uint64_t)len > left) {
         st = lq_fail(err, LQ_ERR_INVALID_ARGUMENT, w->path, t->name, "STW_ORDER",
@@ -737,7 +820,7 @@ lq_status lq_stw_write_tensor(lq_stw *w, const char *name, const void *data, siz
         stw_kill(w);
         return st;
     }
-    const lq_tensor_info *t = &w->t[idx];
+    const stw_entry *t = &w->t[idx];
     if ((uint64_t)len != t->nbytes) {
         st = lq_fail(err, LQ_ERR_INVALID_ARGUMENT, w->path, name, "STW_SIZE",
                      "%zu bytes given, the tensor has %llu", len, (unsigned long long)t->nbytes);
@@ -774,7 +857,7 @@ lq_status lq_stw_finish(lq_stw *w, uint8_t sha256[32], uint64_t *file_size, lq_e
         return st;
     }
     if (w->cur < w->n) {
-        const lq_tensor_info *t = &w->t[w->cur];
+        const stw_entry *t = &w->t[w->cur];
         st = lq_fail(err, LQ_ERR_INVALID_ARGUMENT, w->path, t->name, "STW_INCOMPLETE",
                      "%llu of %llu bytes of this tensor were written (and all later tensors "
                      "are missing); nothing published",

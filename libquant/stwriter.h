@@ -52,7 +52,10 @@ lq_status lq_stw_measure(lq_stw *w, uint64_t *header_len, uint64_t *total, lq_er
 /* Fixes the layout and writes the header to the temporary file. */
 lq_status lq_stw_begin(lq_stw *w, lq_error *err);
 
-/* Layout, valid after lq_stw_begin: count, i-th tensor in file order, and the header bytes. */
+/* Layout, valid after lq_stw_begin: count, i-th tensor in file order, and the header bytes.
+ * lq_stw_tensor fills one description held by the writer: the pointer is valid until the next
+ * lq_stw_tensor call on the same writer (the writer keeps each tensor in 40 bytes, not as an
+ * lq_tensor_info). */
 size_t lq_stw_count(const lq_stw *w);
 const lq_tensor_info *lq_stw_tensor(const lq_stw *w, size_t i);
 uint64_t lq_stw_header_len(const lq_stw *w);   /* N, the JSON length after padding */

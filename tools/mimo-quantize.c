@@ -306,16 +306,35 @@ static uint64_t free_space(const char *path)
     return (uint64_t)vfs.f_bavail * vfs.f_frsize;
 }
 
-static uint64_t ram_estimate(const lq_plan *p, int threads)
+/* Peak resident memory of the whole run (ru_maxrss), a model fitted to measurements (docs/cli.md,
+ * docs/perf.md): a fixed part (program and libraries, thread stacks, source pages in flight, the
+ * output writer's and the hashing's buffers); a part per source tensor (its header entry, the plan's
+ * entries, the shard writer's entries, the finalize step's index of the plan and its records; the
+ * last three per output tensor);
+ * and the buffers that the largest tensors touch: the f32 rows and codes of one quantization chunk,
+ * the scales of one tensor, one decode row per thread, and the source pages of one copy step of the
+ * largest kept tensor. Measured on the widened tiny checkpoints (tests/bench/scale.sh) the per-tensor
+ * part is about 400 bytes per source tensor and 420 per output tensor (1.2 kB per source tensor of a BF16
+ * checkpoint, whose expert weights become two output tensors; 0.85 kB for block FP8, whose
+ * weight_scale_inv tensors are dropped). */
+#define RAM_FIXED ((uint64_t)17 << 20)
+#define RAM_PER_SOURCE_TENSOR 400u
+#define RAM_PER_OUTPUT_TENSOR 420u
+#define RAM_COPY_STEP ((uint64_t)64 << 20) /* libquant/convert.c COPY_CHUNK */
+
+static uint64_t ram_estimate(const lq_plan *p, size_t nsrc, int threads)
 {
     uint64_t chunk = LQ_CONVERT_CHUNK_ELEMS > p->max_quant_cols ? LQ_CONVERT_CHUNK_ELEMS : p->max_quant_cols;
-    uint64_t r = chunk * 4 + chunk / 2;                       /* f32 rows + codes */
-    r += p->max_quant_numel / 32 * 2;                         /* scales of the current and previous tensor */
+    uint64_t rows = p->max_quant_numel < chunk ? p->max_quant_numel : chunk; /* values one chunk touches */
+    uint64_t kept = 0;
+    for (size_t i = 0; i < p->n; i++)
+        if (p->t[i].rule == LQ_RULE_KEEP && p->t[i].nbytes > kept)
+            kept = p->t[i].nbytes;
+    uint64_t r = RAM_FIXED + (uint64_t)nsrc * RAM_PER_SOURCE_TENSOR + (uint64_t)p->n * RAM_PER_OUTPUT_TENSOR;
+    r += rows * 4 + rows / 2;                                 /* f32 rows + codes */
+    r += p->max_quant_numel / 32;                             /* scales of one tensor */
     r += (uint64_t)threads * p->max_quant_cols * 4;           /* per-thread decode row */
-    r += (p->max_quant_cols ? chunk / 32 : 0) * sizeof(lq_err_acc); /* row accumulators (K >= 32) */
-    r += (uint64_t)2 * (8u << 20);                            /* hashing buffers */
-    r += (uint64_t)p->n * 512;                                /* plan and headers */
-    r += (uint64_t)64 << 20;                                  /* mapped source pages in flight, libc */
+    r += kept < RAM_COPY_STEP ? kept : RAM_COPY_STEP;         /* source pages of one copy step */
     return r;
 }
 
@@ -961,7 +980,7 @@ int main(int argc, char **argv)
         sz.need = c.nparts == 1 ? sz.out_total + sz.book : sz.shards + sz.book + (c.part == 1 ? sz.extras : 0);
         sz.free_b = free_space(c.out);
     }
-    sz.ram = ram_estimate(plan, c.threads);
+    sz.ram = ram_estimate(plan, lq_ckpt_count(ck), c.threads);
     if (c.dry_run) {
         print_plan(&c, plan, &sz);
         rc = 0;
@@ -1073,6 +1092,8 @@ int main(int argc, char **argv)
     uint64_t plan_src_bytes = plan->src_bytes;
     lq_plan_free(plan);
     plan = NULL;
+    lq_ckpt_close(ck); /* nor are the source's headers */
+    ck = NULL;
     lq_finalize_opts fo = {.sign_key = c.sign_key, .gate = c.gate, .gate_fail = gate_fail};
     const char *dirs[1] = {work};
     st = lq_finalize(c.out, dirs, 1, &fo, &err);

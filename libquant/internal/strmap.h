@@ -9,7 +9,7 @@
 typedef struct lq_strmap {
     const char **keys;        /* nslots entries; NULL = empty */
     size_t *vals;
-    size_t nslots;            /* a power of two, at least twice the capacity asked for */
+    size_t nslots;            /* a power of two, at least 4/3 of the capacity asked for */
     size_t n;
 } lq_strmap;
 
