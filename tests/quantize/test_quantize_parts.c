@@ -11,7 +11,8 @@
  *    writes no OUT (nor OUT.mimo-merge) and leaves the parts as they were: part 3 killed mid-run
  *    (MERGE_SHARDS: a shard no part finished), a missing part (MERGE_PARTS), part 2 made with
  *    --scale-mode even (MERGE_PLAN), part 2 given twice (MERGE_PARTS, "given twice"). Part 3 then
- *    completes with --part 3/3 --resume.
+ *    completes with --part 3/3 --resume. With 1000 bytes free (MIMO_TEST_FREE_BYTES) merge is
+ *    refused with RUN_DISK, writing nothing.
  * 3. A merge killed (MIMO_TEST_KILL_AFTER_BYTES=1: at its first written byte, the index, after
  *    the shards were moved) is completed by running the same merge again, as a killed conversion
  *    is by --resume (convert.h: a kill at any instant leaves work that can be finished).
@@ -155,6 +156,12 @@ static void case_parts(const char *ref)
         CHECK_MSG(!qt_exists(qt_p("%s.mimo-publish.json", po)) && !qt_exists(qt_p("%s.mimo-merge", po)),
                   "merge killed at %s: record or assembly directory left", phases[ph]);
     }
+    /* Too little disk on OUT's file system for the index, manifest and report merge writes (the
+     * parts are on the same file system: shards are renamed): refused with RUN_DISK before
+     * anything moves. */
+    setenv("MIMO_TEST_FREE_BYTES", "1000", 1);
+    bad_merge((const char *const[]){p[2], p[0], p[1]}, 3, "RUN_DISK", "1000 bytes free");
+    unsetenv("MIMO_TEST_FREE_BYTES");
     /* Parts in any order give the single run's bytes. */
     char out[1100];
     qt_fmt(out, sizeof(out), "%s/merged", root);
