@@ -320,7 +320,7 @@ static void test_direct(const char *dir)
     lq_error werr;
     lq_error_clear(&werr);
     for (size_t off = 0; off < big && st == LQ_OK; off += (size_t)1 << 20)
-        st = lq_outfile_write(f, data + off, (size_t)1 << 20, &werr);
+        st = lq_outfile_write(f, data + off, big - off < ((size_t)1 << 20) ? big - off : (size_t)1 << 20, &werr);
     if (st == LQ_OK)
         st = lq_outfile_commit(f, NULL, NULL, &werr);
     else
