@@ -628,52 +628,72 @@ typedef struct qctx {
     const uint8_t *src;          /* whole source tensor */
     const uint8_t *scale_src;    /* FP8: whole weight_scale_inv */
     uint64_t K, r0;              /* columns; first row of the chunk */
-    float *f32;                  /* chunk rows, f32 */
+    float *f32;                  /* one row slot per thread's range (the range's first row) */
     uint8_t *packed;             /* chunk codes */
     uint8_t *scales;             /* whole tensor's scales */
     lq_err_acc *row_acc;         /* per chunk row */
-    int threads;
-    lq_status st;                /* the failing decode of the lowest rows (FP8) */
-    uint64_t err_row;            /* its first row, so the error does not depend on the thread count */
-    lq_error err;
+    lq_status st;                /* the failure of the lowest row */
+    uint64_t err_row;            /* its row, so the error does not depend on the thread count */
+    int quant_failed;            /* it was the quantizer's (a non-finite value), not the decoder's */
+    uint64_t bad_col;            /* quantizer: the first non-finite column of that row */
+    float bad_value;             /* and its value */
+    lq_error err;                /* decoder: its error */
     pthread_mutex_t mu;
 } qctx;
 
-static void decode_rows(void *arg, size_t b, size_t e)
+static void note_failure(qctx *c, uint64_t row, lq_status st, int quant, uint64_t col, float v,
+                         const lq_error *e)
+{
+    pthread_mutex_lock(&c->mu);
+    if (c->st == LQ_OK || row < c->err_row) {
+        c->st = st;
+        c->err_row = row;
+        c->quant_failed = quant;
+        c->bad_col = col;
+        c->bad_value = v;
+        if (e)
+            c->err = *e;
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Decodes, quantizes and measures chunk rows [b, e) one row at a time, so a row's f32 values are
+ * quantized and measured while they are still in this core's cache: one pass over the source
+ * bytes instead of three passes over a chunk of f32 much larger than the cache. Each row is
+ * quantized and measured exactly as it was as part of a whole chunk (MXFP4 blocks of 32 never
+ * span rows, K being a multiple of 32; the error accumulators are per row and merged in row
+ * order), so codes, scales and metrics are unchanged and do not depend on the thread count. */
+static void convert_rows(void *arg, size_t b, size_t e)
 {
     qctx *c = arg;
     const lq_plan_tensor *t = c->t;
     lq_dtype dt = t->src.info->dtype;
     uint64_t K = c->K;
-    if (dt == LQ_DTYPE_F8_E4M3 || dt == LQ_DTYPE_F8_E5M2) {
-        lq_error e2;
-        lq_status st = lq_fp8_block_dequant(t->grid, dt, c->src, t->src_scale.info->dtype, c->scale_src,
-                                            c->r0 + b, c->r0 + e, c->f32 + b * K, t->src.info->name, &e2);
-        if (st != LQ_OK) {
-            pthread_mutex_lock(&c->mu);
-            if (c->st == LQ_OK || c->r0 + b < c->err_row) {
-                c->st = st;
-                c->err_row = c->r0 + b;
-                c->err = e2;
-            }
-            pthread_mutex_unlock(&c->mu);
-        }
-        return;
-    }
-    size_t esz = lq_dtype_bits(dt) / 8;
-    lq_to_f32(dt, c->src + (c->r0 + b) * K * esz, (size_t)((e - b) * K), c->f32 + b * K);
-}
-
-/* Per-row error accumulators: each row is summed on its own and rows are merged in order, so
- * the metrics are the same whatever the thread count. */
-static void measure_rows(void *arg, size_t b, size_t e)
-{
-    qctx *c = arg;
-    uint64_t K = c->K;
+    float *row = c->f32 + b * K;
+    const int fp8 = dt == LQ_DTYPE_F8_E4M3 || dt == LQ_DTYPE_F8_E5M2;
+    const size_t esz = lq_dtype_bits(dt) / 8;
     for (size_t r = b; r < e; r++) {
+        uint64_t gr = c->r0 + r;
+        if (fp8) {
+            lq_error e2;
+            lq_status st = lq_fp8_block_dequant(t->grid, dt, c->src, t->src_scale.info->dtype, c->scale_src, gr,
+                                                gr + 1, row, t->src.info->name, &e2);
+            if (st != LQ_OK) {
+                note_failure(c, gr, st, 0, 0, 0.0f, &e2);
+                return;
+            }
+        } else {
+            lq_to_f32(dt, c->src + gr * K * esz, (size_t)K, row);
+        }
+        uint8_t *pk = c->packed + r * (K / 2), *sc = c->scales + gr * (K / 32);
+        size_t bad = 0;
+        lq_status st = lq_mxfp4_quantize(row, (size_t)K, c->p->scale_mode, pk, sc, NULL, &bad);
+        if (st != LQ_OK) {
+            note_failure(c, gr, st, 1, bad, st == LQ_ERR_NUMERIC ? row[bad] : 0.0f, NULL);
+            return;
+        }
         lq_err_acc_init(&c->row_acc[r]);
-        lq_err_acc_add_mx(&c->row_acc[r], c->f32 + r * K, c->packed + r * (K / 2),
-                          c->scales + (c->r0 + r) * (K / 32), (size_t)K);
+        lq_err_acc_add_mx(&c->row_acc[r], row, pk, sc, (size_t)K);
     }
 }
 
@@ -822,10 +842,11 @@ static lq_status write_mxfp4(part_ctx *pc, const lq_plan_tensor *t, lq_stw *w, l
     qctx c = {.p = pc->p, .t = t, .src = lq_st_data(t->src.file, si),
               .scale_src = t->has_src_scale ? lq_st_data(t->src_scale.file, t->src_scale.info) : NULL,
               .K = K, .f32 = pc->f32, .packed = pc->packed, .scales = scales, .row_acc = pc->row_acc,
-              .threads = pc->o->threads, .st = LQ_OK};
+              .st = LQ_OK};
     pthread_mutex_init(&c.mu, NULL);
     lq_status st = LQ_OK;
     lq_err_acc_init(acc);
+    const size_t esz = lq_dtype_bits(si->dtype) / 8;
     for (uint64_t r0 = 0; r0 < N && st == LQ_OK; r0 += rows_per) {
         if (cancelled(pc->o)) {
             st = lq_fail(err, LQ_ERR_CANCELLED, NULL, t->name, "RUN_CANCELLED", "interrupted");
@@ -833,31 +854,25 @@ static lq_status write_mxfp4(part_ctx *pc, const lq_plan_tensor *t, lq_stw *w, l
         }
         uint64_t nr = r0 + rows_per < N ? rows_per : N - r0;
         c.r0 = r0;
-        lq_pages_populate(c.src + r0 * K * (lq_dtype_bits(si->dtype) / 8), nr * K * (lq_dtype_bits(si->dtype) / 8));
-        parallel_for(pc->o->threads, (size_t)nr, decode_rows, &c);
-        if (c.st != LQ_OK) {
+        lq_pages_populate(c.src + r0 * K * esz, nr * K * esz);
+        parallel_for(pc->o->threads, (size_t)nr, convert_rows, &c);
+        if (c.st != LQ_OK && !c.quant_failed) {
             *err = c.err;
             st = c.st;
             break;
         }
-        size_t bad = 0;
-        st = lq_mxfp4_quantize_mt(pc->f32, (size_t)(nr * K), pc->p->scale_mode, pc->packed,
-                                  scales + r0 * (K / 32), NULL, &bad, pc->o->threads);
-        if (st == LQ_ERR_NUMERIC) {
-            uint64_t row = r0 + bad / K, col = bad % K;
+        if (c.st == LQ_ERR_NUMERIC) {
             st = lq_fail(err, LQ_ERR_NUMERIC, lq_st_path(t->src.file), si->name, "QUANT_NONFINITE",
-                         "non-finite value %g at row %llu, column %llu", (double)pc->f32[bad],
-                         (unsigned long long)row, (unsigned long long)col);
+                         "non-finite value %g at row %llu, column %llu", (double)c.bad_value,
+                         (unsigned long long)c.err_row, (unsigned long long)c.bad_col);
             break;
         }
-        if (st != LQ_OK) {
-            lq_fail(err, st, lq_st_path(t->src.file), si->name, NULL, "quantization failed");
+        if (c.st != LQ_OK) {
+            st = lq_fail(err, c.st, lq_st_path(t->src.file), si->name, NULL, "quantization failed");
             break;
         }
-        parallel_for(pc->o->threads, (size_t)nr, measure_rows, &c);
         for (uint64_t r = 0; r < nr; r++)
             lq_err_acc_merge(acc, &pc->row_acc[r]);
-        size_t esz = lq_dtype_bits(si->dtype) / 8;
         lq_pages_release(c.src + r0 * K * esz, nr * K * esz);
         st = lq_stw_write(w, pc->packed, (size_t)(nr * K / 2), err);
     }

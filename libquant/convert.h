@@ -18,8 +18,9 @@
  *
  * Peak memory: the source is mapped, not read into memory; besides that a part holds one chunk of
  * f32 rows (at most LQ_CONVERT_CHUNK_ELEMS values, plus their MXFP4 codes), the E8M0 scales of
- * the tensor being quantized (numel / 32 bytes), per-row error accumulators, and an 8 MiB copy
- * buffer per thread for hashing. */
+ * the tensor being quantized (numel / 32 bytes), per-row error accumulators, an 8 MiB copy
+ * buffer per thread for hashing, and, while a shard of 64 MiB or more is written, three 8 MiB
+ * staging buffers of its direct writes (outfile.h). */
 #ifndef LIBQUANT_CONVERT_H
 #define LIBQUANT_CONVERT_H
 

@@ -59,6 +59,12 @@ lq_status lq_fp8_block_dequant(const lq_fp8_grid *g, lq_dtype wdt, const uint8_t
                                lq_dtype sdt, const void *scale, uint64_t r0, uint64_t r1,
                                float *out, const char *tensor, lq_error *err);
 
+/* lq_fp8_block_dequant through the table path only (no SIMD), for tests that compare the two:
+ * the same bytes out and the same status and error for every input. */
+lq_status lq_fp8_block_dequant_portable(const lq_fp8_grid *g, lq_dtype wdt, const uint8_t *w,
+                                        lq_dtype sdt, const void *scale, uint64_t r0, uint64_t r1,
+                                        float *out, const char *tensor, lq_error *err);
+
 /* Quantizes a f32 weight [rows, cols] to F8_E4M3 with an F32 scale grid laid out as g describes
  * (g->srows and g->scols must match the shards and block sizes, else LQ_ERR_INVALID_ARGUMENT).
  * Per block: scale = amax / 448 (1 for an all-zero block, or when amax / 448 underflows to 0),

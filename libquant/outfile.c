@@ -10,6 +10,7 @@
 #include "internal/writeback.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <fcntl.h>
@@ -22,8 +23,35 @@
 
 #include <openssl/evp.h>
 
+/* Staged writes (lq_outfile_set_direct): the caller's bytes are copied into STAGE_BUFS aligned
+ * buffers of STAGE_BYTES, and a writer thread hashes each full buffer and writes it with
+ * O_DIRECT, so the data never pass through the page cache (on this kind of VM the kernel's copy
+ * into fresh page-cache pages ran at 0.8 GB/s, a fifth of the converter's CPU time) and hashing
+ * and disk writes overlap the caller's work. The last, partial buffer is written padded to the
+ * direct-I/O block size and the file cut back to its size before the fsync. */
+#define STAGE_BYTES ((size_t)8 << 20)
+#define STAGE_BUFS 3
+#define DIRECT_ALIGN ((size_t)4096)
+
+typedef struct stage {
+    uint8_t *buf[STAGE_BUFS];
+    size_t len[STAGE_BUFS];      /* data bytes of a submitted buffer */
+    size_t fill;                 /* bytes in the buffer being filled, submitted % STAGE_BUFS */
+    uint64_t submitted, done;    /* buffers handed to the writer; buffers it has finished */
+    int finishing;               /* no more buffers will come */
+    int direct;                  /* O_DIRECT is on */
+    int werr;                    /* errno of the writer's first failure, 0 if none */
+    uint64_t werr_off;           /* file offset of that write */
+    uint64_t disk;               /* bytes the writer has written */
+    int thread_started;
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+} stage;
+
 struct lq_outfile {
     int fd;              /* -1 once closed */
+    stage *st;           /* staged writes, or NULL for plain write(2) */
     int failed;          /* a write failed: the temporary is gone, only abort/commit remain */
     uint64_t size;
     char *final_path;
@@ -51,10 +79,39 @@ static char *dup_range(const char *s, size_t n)
     return p;
 }
 
+/* Waits for the writer to finish the buffers already submitted (or, with skip, to drop them)
+ * and ends it. */
+static void stage_stop(stage *sg, int skip)
+{
+    if (!sg || !sg->thread_started)
+        return;
+    pthread_mutex_lock(&sg->mu);
+    sg->finishing = 1;
+    if (skip && !sg->werr)
+        sg->werr = ECANCELED;
+    pthread_cond_broadcast(&sg->cv);
+    pthread_mutex_unlock(&sg->mu);
+    pthread_join(sg->th, NULL);
+    sg->thread_started = 0;
+}
+
+static void stage_free(stage *sg)
+{
+    if (!sg)
+        return;
+    stage_stop(sg, 1);
+    pthread_mutex_destroy(&sg->mu);
+    pthread_cond_destroy(&sg->cv);
+    for (int i = 0; i < STAGE_BUFS; i++)
+        free(sg->buf[i]);
+    free(sg);
+}
+
 static void free_outfile(lq_outfile *f)
 {
     if (!f)
         return;
+    stage_free(f->st);
     EVP_MD_CTX_free(f->md);
     free(f->final_path);
     free(f->tmp_path);
@@ -66,6 +123,7 @@ static void free_outfile(lq_outfile *f)
  * already reporting the failure that made us discard the file. */
 static void discard_temp(lq_outfile *f)
 {
+    stage_stop(f->st, 1); /* the writer uses fd */
     if (f->fd >= 0) {
         close(f->fd);
         f->fd = -1;
@@ -150,6 +208,174 @@ cleanup:
     return st;
 }
 
+/* Writes n bytes at the file position; with O_DIRECT the count is padded to DIRECT_ALIGN (the
+ * buffer has room) and, should the file system refuse direct I/O, the file goes back to plain
+ * writes. Returns 0 or an errno. */
+static int stage_put(lq_outfile *f, stage *sg, uint8_t *b, size_t n)
+{
+    size_t wn = n;
+    if (sg->direct && n % DIRECT_ALIGN) {
+        wn = (n + DIRECT_ALIGN - 1) / DIRECT_ALIGN * DIRECT_ALIGN;
+        memset(b + n, 0, wn - n);
+    }
+    size_t off = 0;
+    while (off < wn) {
+        ssize_t w = write(f->fd, b + off, wn - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno == EINVAL && sg->direct && off == 0 && lq_fd_direct(f->fd, 0) == 0) {
+            sg->direct = 0;
+            wn = n;
+            continue;
+        }
+        if (w <= 0)
+            return w < 0 ? errno : EIO;
+        off += (size_t)w;
+    }
+    if (!sg->direct)
+        lq_start_writeback(f->fd, sg->disk, n);
+    return 0;
+}
+
+static void *stage_writer(void *arg)
+{
+    lq_outfile *f = arg;
+    stage *sg = f->st;
+    for (;;) {
+        pthread_mutex_lock(&sg->mu);
+        while (sg->done == sg->submitted && !sg->finishing)
+            pthread_cond_wait(&sg->cv, &sg->mu);
+        if (sg->done == sg->submitted) {
+            pthread_mutex_unlock(&sg->mu);
+            break;
+        }
+        int skip = sg->werr != 0;
+        size_t k = (size_t)(sg->done % STAGE_BUFS);
+        pthread_mutex_unlock(&sg->mu);
+        size_t n = sg->len[k];
+        int e = 0;
+        if (!skip) {
+            /* Hashed here, beside the caller's work, in file order (buffers go in order). */
+            if (EVP_DigestUpdate(f->md, sg->buf[k], n) != 1)
+                e = ENOMEM;
+            else
+                e = stage_put(f, sg, sg->buf[k], n);
+        }
+        pthread_mutex_lock(&sg->mu);
+        if (e && !sg->werr) {
+            sg->werr = e;
+            sg->werr_off = sg->disk;
+        }
+        if (!e)
+            sg->disk += n;
+        sg->done++;
+        pthread_cond_broadcast(&sg->cv);
+        pthread_mutex_unlock(&sg->mu);
+    }
+    return NULL;
+}
+
+void lq_outfile_set_direct(lq_outfile *f)
+{
+    if (!f || f->st || f->fd < 0 || f->failed || f->size != 0)
+        return;
+    stage *sg = calloc(1, sizeof(*sg));
+    if (!sg)
+        return;
+    for (int i = 0; i < STAGE_BUFS; i++)
+        if (posix_memalign((void **)&sg->buf[i], DIRECT_ALIGN, STAGE_BYTES) != 0) {
+            sg->buf[i] = NULL;
+            goto fail;
+        }
+    if (pthread_mutex_init(&sg->mu, NULL) != 0)
+        goto fail;
+    if (pthread_cond_init(&sg->cv, NULL) != 0) {
+        pthread_mutex_destroy(&sg->mu);
+        goto fail;
+    }
+    sg->direct = lq_fd_direct(f->fd, 1) == 0;
+    f->st = sg;
+    if (pthread_create(&sg->th, NULL, stage_writer, f) != 0) {
+        if (sg->direct)
+            lq_fd_direct(f->fd, 0);
+        f->st = NULL;
+        stage_free(sg);
+        return;
+    }
+    sg->thread_started = 1;
+    return;
+fail:
+    for (int i = 0; i < STAGE_BUFS; i++)
+        free(sg->buf[i]);
+    free(sg);
+}
+
+/* Hands the buffer being filled to the writer and waits until the next one is free. Returns the
+ * writer's failure (an errno), if any. */
+static int stage_submit(stage *sg)
+{
+    pthread_mutex_lock(&sg->mu);
+    sg->len[sg->submitted % STAGE_BUFS] = sg->fill;
+    sg->submitted++;
+    pthread_cond_broadcast(&sg->cv);
+    while (sg->submitted - sg->done >= STAGE_BUFS && !sg->werr)
+        pthread_cond_wait(&sg->cv, &sg->mu);
+    int e = sg->werr;
+    pthread_mutex_unlock(&sg->mu);
+    sg->fill = 0;
+    return e;
+}
+
+static lq_status stage_fail(lq_outfile *f, lq_error *err)
+{
+    char eb[128];
+    stage *sg = f->st;
+    f->failed = 1;
+    discard_temp(f); /* ends the writer first; its first failure stays recorded */
+    int e = sg->werr;
+    uint64_t off = sg->werr_off;
+    return lq_fail(err, e == ENOMEM ? LQ_ERR_NO_MEMORY : LQ_ERR_IO, f->final_path, NULL, "OUT_WRITE",
+                   "write at offset %llu failed: %s; nothing published", (unsigned long long)off,
+                   errtext(e, eb, sizeof(eb)));
+}
+
+static lq_status stage_write(lq_outfile *f, const unsigned char *p, size_t len, lq_error *err)
+{
+    stage *sg = f->st;
+    while (len > 0) {
+        size_t take = STAGE_BYTES - sg->fill < len ? STAGE_BYTES - sg->fill : len;
+        memcpy(sg->buf[sg->submitted % STAGE_BUFS] + sg->fill, p, take);
+        sg->fill += take;
+        p += take;
+        len -= take;
+        f->size += take;
+        if (sg->fill == STAGE_BYTES && stage_submit(sg) != 0)
+            return stage_fail(f, err);
+    }
+    return LQ_OK;
+}
+
+/* Submits the last buffer, waits for the writer and cuts the padding of direct writes. */
+static lq_status stage_finish(lq_outfile *f, lq_error *err)
+{
+    char eb[128];
+    stage *sg = f->st;
+    if (sg->fill > 0 && stage_submit(sg) != 0)
+        return stage_fail(f, err);
+    stage_stop(sg, 0);
+    if (sg->werr)
+        return stage_fail(f, err);
+    if (sg->direct && ftruncate(f->fd, (off_t)f->size) != 0) {
+        int e = errno;
+        f->failed = 1;
+        discard_temp(f);
+        return lq_fail(err, LQ_ERR_IO, f->final_path, NULL, "OUT_WRITE",
+                       "cutting %s to %llu bytes failed: %s; nothing published", f->tmp_path,
+                       (unsigned long long)f->size, errtext(e, eb, sizeof(eb)));
+    }
+    return LQ_OK;
+}
+
 /* Fault injection for the crash tests: with MIMO_TEST_KILL_AFTER_BYTES=N in the environment the
  * process kills itself with SIGKILL once N bytes have been written through outfiles, so the
  * tests can stop a conversion at chosen points without racing a timer. Off (and one branch)
@@ -180,6 +406,8 @@ lq_status lq_outfile_write(lq_outfile *f, const void *data, size_t len, lq_error
         return lq_fail(err, LQ_ERR_IO, f->final_path, NULL, "OUT_WRITE",
                        "an earlier write failed; the output was discarded");
     const unsigned char *p = data;
+    if (f->st)
+        return stage_write(f, p, len, err);
     size_t left = len;
     while (left > 0) {
         ssize_t w = write(f->fd, p, left);
@@ -235,6 +463,8 @@ lq_status lq_outfile_commit(lq_outfile *f, uint8_t sha256[32], uint64_t *size, l
         discard_temp(f);
         goto cleanup;
     }
+    if (f->st && (st = stage_finish(f, err)) != LQ_OK)
+        goto cleanup;
     if (fsync(f->fd) != 0) {
         int e = errno;
         st = lq_fail(err, LQ_ERR_IO, f->final_path, NULL, "OUT_FSYNC",

@@ -30,6 +30,15 @@ lq_status lq_outfile_open(const char *final_path, lq_outfile **out, lq_error *er
  * included). A failed write removes the temporary at once; every later write and the commit
  * then fail with OUT_WRITE. */
 lq_status lq_outfile_write(lq_outfile *f, const void *data, size_t len, lq_error *err);
+/* Switches f, before its first write, to staged direct writes for large files: lq_outfile_write
+ * copies the bytes into a few 8 MiB buffers that a writer thread hashes and writes with O_DIRECT
+ * (plain writes where the file system has no direct I/O), so the data skip the page cache and
+ * the hashing runs beside the caller. The file's bytes, digest and size are the same as without.
+ * What changes: a failed write is reported by a later lq_outfile_write or by the commit (rule
+ * OUT_WRITE, the temporary then removed), not necessarily by the call that handed over the
+ * bytes. Holds 24 MiB and one thread until commit or abort. Does nothing when it cannot
+ * (allocation or thread creation failed, or bytes were already written). */
+void lq_outfile_set_direct(lq_outfile *f);
 /* Bytes written so far. */
 uint64_t lq_outfile_size(const lq_outfile *f);
 /* fsync, close, rename, fsync(dir); frees f in every case. sha256 (32 bytes) and size may be

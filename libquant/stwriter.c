@@ -35,6 +35,7 @@
 /* Limits shared with the strict reader's defaults (safetensors.h). */
 #define STW_MAX_NAME 1024
 #define STW_MAX_HEADER 100000000ull
+#define STW_DIRECT_MIN ((uint64_t)64 << 20) /* shard bytes from which writes go direct (outfile.h) */
 
 typedef struct meta_kv {
     char *key;
@@ -668,6 +669,9 @@ lq_status lq_stw_begin(lq_stw *w, lq_error *err)
     st = lq_outfile_open(w->path, &w->out, err);
     if (st != LQ_OK)
         goto fail;
+    /* Shards are large: their bytes skip the page cache and are hashed beside the caller. */
+    if (w->total >= STW_DIRECT_MIN)
+        lq_outfile_set_direct(w->out);
     unsigned char len8[8];
     for (int i = 0; i < 8; i++)
         len8[i] = (unsigned char)(w->header_len >> (8 * i));

@@ -319,11 +319,74 @@ out:
     free(qs);
 }
 
+/* The SIMD decode and the table path give the same bytes: every code of both FP8 formats under
+ * scales of each dtype (powers of two, odd mantissas, zero, tiny and huge values), in rows whose
+ * width is not a multiple of the 32-code vector step, and the same error for a NaN code wherever
+ * it sits (vector body or tail). Expected values: the table path itself, which
+ * test_dequant_small checks by hand. */
+static void test_dequant_simd_matches_table(void)
+{
+    const uint64_t rows = 256, cols = 200; /* two column blocks of 128 and 72 codes */
+    lq_fp8_grid g;
+    lq_error err;
+    CHECK_EQ_U64(lq_fp8_grid_detect(rows, cols, 2, 2, 128, 128, 0, "w", &g, &err), LQ_OK);
+    uint8_t *w = malloc(rows * cols);
+    float *a = malloc(rows * cols * sizeof(float)), *b = malloc(rows * cols * sizeof(float));
+    if (!w || !a || !b) {
+        CHECK(0);
+        goto out;
+    }
+    const float fscales[4] = {1.0f, 0x1.7p-9f, 0.0f, 0x1.fffffep+90f};
+    const uint16_t bscales[4] = {0x3F80, 0x3B41, 0x0001, 0x7F00};
+    const uint8_t escales[4] = {127, 1, 200, 0};
+    for (int e5 = 0; e5 < 2; e5++) {
+        lq_dtype wdt = e5 ? LQ_DTYPE_F8_E5M2 : LQ_DTYPE_F8_E4M3;
+        unsigned nm = e5 ? 0x7C : 0x7F;
+        /* every code, skipping the non-finite ones (they fail, checked below) */
+        uint64_t k = 0;
+        for (uint64_t i = 0; i < rows * cols; i++) {
+            uint8_t v;
+            do
+                v = (uint8_t)(k++ * 37 + (next_u64() & 1));
+            while ((v & nm) == nm);
+            w[i] = v;
+        }
+        for (int sd = 0; sd < 3; sd++) {
+            lq_dtype sdt = sd == 0 ? LQ_DTYPE_F32 : sd == 1 ? LQ_DTYPE_BF16 : LQ_DTYPE_F8_E8M0;
+            const void *sc = sd == 0 ? (const void *)fscales : sd == 1 ? (const void *)bscales : (const void *)escales;
+            memset(a, 0xAB, rows * cols * sizeof(float));
+            memset(b, 0xCD, rows * cols * sizeof(float));
+            CHECK_EQ_U64(lq_fp8_block_dequant(&g, wdt, w, sdt, sc, 0, rows, a, "w", &err), LQ_OK);
+            CHECK_EQ_U64(lq_fp8_block_dequant_portable(&g, wdt, w, sdt, sc, 0, rows, b, "w", &err), LQ_OK);
+            CHECK(memcmp(a, b, rows * cols * sizeof(float)) == 0);
+        }
+        /* a NaN code in the vector body, then in the tail: same status, rule and message */
+        const uint64_t spots[2] = {3 * cols + 40, 7 * cols + 190};
+        for (int k2 = 0; k2 < 2; k2++) {
+            uint8_t keep = w[spots[k2]];
+            w[spots[k2]] = (uint8_t)(nm | 0x80);
+            lq_error e1, e2;
+            lq_status s1 = lq_fp8_block_dequant(&g, wdt, w, LQ_DTYPE_F32, fscales, 0, rows, a, "w", &e1);
+            lq_status s2 = lq_fp8_block_dequant_portable(&g, wdt, w, LQ_DTYPE_F32, fscales, 0, rows, b, "w", &e2);
+            CHECK_EQ_U64(s1, LQ_ERR_NUMERIC);
+            CHECK_EQ_U64(s2, LQ_ERR_NUMERIC);
+            CHECK_STR(e1.rule, "FP8_NONFINITE");
+            CHECK_STR(e1.msg, e2.msg);
+            w[spots[k2]] = keep;
+        }
+    }
+out:
+    free(w);
+    free(a);
+    free(b);
+}
+
 int main(void)
 {
     test_detect();
     test_dequant_small();
     test_dequant_shards();
     test_tiny_mimo_roundtrip();
+    test_dequant_simd_matches_table();
     return th_finish("test_fp8block");
 }

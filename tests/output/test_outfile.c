@@ -262,6 +262,84 @@ static void test_stale_temp(const char *dir)
     free(final);
 }
 
+/* Staged direct writes (lq_outfile_set_direct): the same file, size and SHA-256 as plain writes
+ * for sizes around the 8 MiB staging buffers and the 4 KiB direct-I/O block (expected digest:
+ * lq_sha256 of the same bytes, which test_kat checks against the FIPS 180-2 vectors), written in
+ * chunks of uneven sizes; then a failure in the middle (RLIMIT_FSIZE at 10 MiB) is reported by a
+ * later write or by the commit as OUT_WRITE with the errno text, and nothing is published. */
+static void test_direct(const char *dir)
+{
+    lq_error err;
+    char *final = tu_path(dir, "direct.bin");
+    const size_t sizes[4] = {1, ((size_t)8 << 20) - 5, ((size_t)16 << 20), ((size_t)20 << 20) + 4097};
+    const size_t big = sizes[3];
+    unsigned char *data = malloc(big);
+    if (!data) {
+        CHECK(0);
+        free(final);
+        return;
+    }
+    for (size_t i = 0; i < big; i++)
+        data[i] = (unsigned char)(i * 2654435761u >> 13);
+    for (int k = 0; k < 4; k++) {
+        size_t n = sizes[k];
+        lq_outfile *f = NULL;
+        CHECK(lq_outfile_open(final, &f, &err) == LQ_OK);
+        lq_outfile_set_direct(f);
+        size_t off = 0, step = 1;
+        while (off < n) {
+            size_t take = step < n - off ? step : n - off;
+            CHECK(lq_outfile_write(f, data + off, take, &err) == LQ_OK);
+            off += take;
+            step = step * 7 + 4093; /* 1 B .. several MiB, rarely aligned */
+        }
+        CHECK_EQ_U64(lq_outfile_size(f), n);
+        uint8_t d1[32], d2[32];
+        uint64_t size = 0;
+        CHECK(lq_outfile_commit(f, d1, &size, &err) == LQ_OK);
+        lq_sha256(data, n, d2);
+        CHECK(memcmp(d1, d2, 32) == 0);
+        CHECK_EQ_U64(size, n);
+        size_t len = 0;
+        unsigned char *buf = tu_read(final, &len);
+        CHECK(buf && len == n && memcmp(buf, data, n) == 0);
+        free(buf);
+        CHECK_EQ_U64(tu_hidden_count(dir), 0);
+    }
+
+    struct rlimit saved, lim;
+    CHECK(getrlimit(RLIMIT_FSIZE, &saved) == 0);
+    void (*oldsig)(int) = signal(SIGXFSZ, SIG_IGN);
+    lim = saved;
+    lim.rlim_cur = (rlim_t)10 << 20;
+    CHECK(setrlimit(RLIMIT_FSIZE, &lim) == 0);
+    lq_outfile *f = NULL;
+    CHECK(lq_outfile_open(final, &f, &err) == LQ_OK);
+    lq_outfile_set_direct(f);
+    lq_status st = LQ_OK;
+    lq_error werr;
+    lq_error_clear(&werr);
+    for (size_t off = 0; off < big && st == LQ_OK; off += (size_t)1 << 20)
+        st = lq_outfile_write(f, data + off, big - off < ((size_t)1 << 20) ? big - off : (size_t)1 << 20, &werr);
+    if (st == LQ_OK)
+        st = lq_outfile_commit(f, NULL, NULL, &werr);
+    else
+        lq_outfile_abort(f);
+    CHECK(setrlimit(RLIMIT_FSIZE, &saved) == 0);
+    signal(SIGXFSZ, oldsig);
+    CHECK(st == LQ_ERR_IO);
+    CHECK_STR(werr.rule, "OUT_WRITE");
+    CHECK_MSG(strstr(werr.msg, strerror(EFBIG)) != NULL, "message lacks errno text: %s", werr.msg);
+    size_t len = 0;
+    unsigned char *buf = tu_read(final, &len); /* the last good file, untouched */
+    CHECK(buf && len == sizes[3] && memcmp(buf, data, len) == 0);
+    free(buf);
+    CHECK_EQ_U64(tu_hidden_count(dir), 0);
+    unlink(final);
+    free(final);
+    free(data);
+}
+
 int main(void)
 {
     char *dir = tu_mkdtemp("lq-outfile");
@@ -273,6 +351,7 @@ int main(void)
     test_commit_and_abort(dir);
     test_mode(dir);
     test_write_failure(dir);
+    test_direct(dir);
     test_bad_targets(dir);
     test_stale_temp(dir);
     tu_rmtree(dir);
