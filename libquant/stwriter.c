@@ -35,7 +35,7 @@
 /* Limits shared with the strict reader's defaults (safetensors.h). */
 #define STW_MAX_NAME 1024
 #define STW_MAX_HEADER 100000000ull
-#define STW_DIRECT_MIN ((uint64_t)64 << 20) /* shard bytes from which writes go direct (outfile.h) */
+#define STW_DIRECT_MIN LQ_STW_DIRECT_MIN
 
 typedef struct meta_kv {
     char *key;

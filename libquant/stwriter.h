@@ -26,6 +26,11 @@
 #include <stdint.h>
 
 #include "dtype.h"
+
+/* Shards of at least this many bytes are written through staged direct writes
+ * (lq_outfile_set_direct: 24 MiB of buffers and a writer thread while the shard is open). */
+#define LQ_STW_DIRECT_MIN ((uint64_t)64 << 20)
+#define LQ_STW_DIRECT_BUFFER_BYTES ((uint64_t)24 << 20)
 #include "safetensors.h"
 #include "status.h"
 

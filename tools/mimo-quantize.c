@@ -316,7 +316,8 @@ static uint64_t free_space(const char *path)
  * largest kept tensor. Measured on the widened tiny checkpoints (tests/bench/scale.sh) the per-tensor
  * part is about 400 bytes per source tensor and 420 per output tensor (1.2 kB per source tensor of a BF16
  * checkpoint, whose expert weights become two output tensors; 0.85 kB for block FP8, whose
- * weight_scale_inv tensors are dropped). */
+ * weight_scale_inv tensors are dropped). A shard of LQ_STW_DIRECT_MIN bytes or more adds the staging
+ * buffers of its direct writes (stwriter.h). */
 #define RAM_FIXED ((uint64_t)17 << 20)
 #define RAM_PER_SOURCE_TENSOR 400u
 #define RAM_PER_OUTPUT_TENSOR 420u
@@ -335,6 +336,11 @@ static uint64_t ram_estimate(const lq_plan *p, size_t nsrc, int threads)
     r += p->max_quant_numel / 32;                             /* scales of one tensor */
     r += (uint64_t)threads * p->max_quant_cols * 4;           /* per-thread decode row */
     r += kept < RAM_COPY_STEP ? kept : RAM_COPY_STEP;         /* source pages of one copy step */
+    for (uint32_t s = 0; s < p->nshards; s++)
+        if (p->shard_bytes[s] >= LQ_STW_DIRECT_MIN) {       /* staged direct writes of a large shard */
+            r += LQ_STW_DIRECT_BUFFER_BYTES;
+            break;
+        }
     return r;
 }
 
