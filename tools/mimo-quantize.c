@@ -334,7 +334,7 @@ static uint64_t free_space(const char *path)
  * largest kept tensor. Measured on the tiny fixtures and the widened tiny checkpoints
  * (tests/bench/scale.sh, 10,014 to 159,702 source tensors) the per-tensor part is about 200 bytes
  * per source tensor and 400 per output tensor (1.0 kB per source tensor of a BF16 checkpoint, whose
- * expert weights become two output tensors); the fit is within 10% of every measured peak. */
+ * expert weights become two output tensors); the fit is within 13% of every measured peak. */
 #define RAM_FIXED ((uint64_t)17 << 20)
 #define RAM_PER_SOURCE_TENSOR 200u
 #define RAM_PER_OUTPUT_TENSOR 400u
