@@ -720,9 +720,10 @@ typedef struct part_ctx {
     size_t scales_quant;
     uint64_t done_bytes, total_bytes;
     size_t done_tensors, total_tensors;
-    /* The plan's tensors grouped by shard, each group in plan order: shard s holds
-     * by_shard[shard_first[s] .. shard_first[s + 1]) (indices into p->t). */
-    size_t *shard_first, *by_shard;
+    /* The plan's tensors grouped by shard: shard s holds by_shard[shard_first[s] ..
+     * shard_first[s + 1]), in plan order until write_shard sorts them into file order. */
+    size_t *shard_first;
+    const lq_plan_tensor **by_shard;
     size_t since_release;        /* tensors since the last release_source */
 } part_ctx;
 
@@ -750,7 +751,7 @@ static int group_by_shard(part_ctx *pc)
 {
     const lq_plan *p = pc->p;
     pc->shard_first = calloc((size_t)p->nshards + 2, sizeof(size_t));
-    pc->by_shard = calloc(p->n + 1, sizeof(size_t));
+    pc->by_shard = calloc(p->n + 1, sizeof(*pc->by_shard));
     if (!pc->shard_first || !pc->by_shard)
         return -1;
     for (size_t i = 0; i < p->n; i++)
@@ -762,7 +763,7 @@ static int group_by_shard(part_ctx *pc)
         return -1;
     for (size_t i = 0; i < p->n; i++) {
         uint32_t s = p->t[i].shard;
-        pc->by_shard[pc->shard_first[s] + fill[s]++] = i;
+        pc->by_shard[pc->shard_first[s] + fill[s]++] = &p->t[i];
     }
     free(fill);
     return 0;
@@ -904,9 +905,12 @@ static lq_status copy_bytes(part_ctx *pc, lq_stw *w, const uint8_t *data, uint64
     return LQ_OK;
 }
 
-static int cmp_plan_name(const void *a, const void *b)
+/* The writer's file order (stwriter.h): dtype descending, then name byte-wise. */
+static int cmp_file_order(const void *a, const void *b)
 {
     const lq_plan_tensor *const *x = a, *const *y = b;
+    if ((*x)->dtype != (*y)->dtype)
+        return (*x)->dtype > (*y)->dtype ? -1 : 1;
     return strcmp((*x)->name, (*y)->name);
 }
 
@@ -916,42 +920,49 @@ static lq_status write_shard(part_ctx *pc, uint32_t s, lq_error *err)
     const lq_plan *p = pc->p;
     lq_status st = LQ_OK;
     char *path = path_join(pc->work, p->shard_names[s]);
-    const size_t *members = pc->by_shard + pc->shard_first[s];
+    const lq_plan_tensor **members = pc->by_shard + pc->shard_first[s];
     size_t cnt = pc->shard_first[s + 1] - pc->shard_first[s];
-    size_t cntq = 0;
-    for (size_t k = 0; k < cnt; k++)
-        cntq += p->t[members[k]].rule == LQ_RULE_MXFP4;
-    const lq_plan_tensor **byname = calloc(cnt + 1, sizeof(*byname));
+    size_t cntq = 0, ndims = 0;
+    for (size_t k = 0; k < cnt; k++) {
+        cntq += members[k]->rule == LQ_RULE_MXFP4;
+        ndims += members[k]->rank;
+    }
     lq_err_acc *accs = calloc(cntq + 1, sizeof(*accs));
-    const lq_plan_tensor **qt = calloc(cntq + 1, sizeof(*qt));
     size_t nq = 0;
     lq_stw *w = NULL;
     lq_jw *jw = NULL;
-    char *text = NULL;
-    if (!path || !byname || !accs || !qt) {
+    if (!path || !accs) {
         st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
         goto cleanup;
     }
-    for (size_t k = 0; k < cnt; k++)
-        byname[k] = &p->t[members[k]];
-    qsort(byname, cnt, sizeof(*byname), cmp_plan_name);
-    if ((st = lq_stw_create(path, &w, err)) != LQ_OK)
+    /* The members in the order the writer lays them out, so its i-th tensor is members[i]: no
+     * name lookup while writing. The writer keeps the plan's names (they outlive it) and gets
+     * its arrays sized once. */
+    qsort(members, cnt, sizeof(*members), cmp_file_order);
+    if ((st = lq_stw_create(path, &w, err)) != LQ_OK || (st = lq_stw_borrow_names(w, err)) != LQ_OK ||
+        (st = lq_stw_reserve(w, cnt, ndims, err)) != LQ_OK)
         goto cleanup;
-    for (size_t k = 0; k < cnt && st == LQ_OK; k++) {
-        const lq_plan_tensor *t = &p->t[members[k]];
-        st = lq_stw_add(w, t->name, t->dtype, t->rank, t->shape, err);
-    }
+    for (size_t k = 0; k < cnt && st == LQ_OK; k++)
+        st = lq_stw_add(w, members[k]->name, members[k]->dtype, members[k]->rank, members[k]->shape, err);
     if (st != LQ_OK || (st = lq_stw_begin(w, err)) != LQ_OK)
         goto cleanup;
+    for (size_t k = 0; k < cnt; k++) {
+        const lq_tensor_info *wi = lq_stw_tensor(w, k);
+        if (wi->name != members[k]->name || wi->nbytes != members[k]->nbytes) {
+            st = lq_fail(err, LQ_ERR_INVALID_ARGUMENT, path, wi->name, NULL, "internal: file order not the plan's");
+            goto cleanup;
+        }
+    }
     const char *next;
+    size_t at = 0;
     while ((next = lq_stw_next(w)) != NULL) {
-        const lq_plan_tensor key = {.name = (char *)next}, *kp = &key;
-        const lq_plan_tensor **hit = bsearch(&kp, byname, cnt, sizeof(*byname), cmp_plan_name);
-        if (!hit) {
+        while (at < cnt && members[at]->name != next) /* zero-byte tensors need no bytes */
+            at++;
+        if (at == cnt) {
             st = lq_fail(err, LQ_ERR_INVALID_ARGUMENT, path, next, NULL, "internal: tensor not in the plan");
             goto cleanup;
         }
-        const lq_plan_tensor *t = *hit;
+        const lq_plan_tensor *t = members[at];
         lq_tensor_event ev = {.t = t, .in_bytes = src_bytes_of(t), .out_bytes = t->nbytes};
         if ((st = source_values(t, err)) != LQ_OK)
             goto cleanup;
@@ -968,7 +979,7 @@ static lq_status write_shard(part_ctx *pc, uint32_t s, lq_error *err)
                 ev.quantized = 1;
                 ev.out_bytes = t->nbytes + pc->scales_len;
                 lq_err_acc_finish(&accs[nq], &ev.m);
-                qt[nq++] = t;
+                nq++;
             }
             break;
         case LQ_RULE_MXFP4_SCALE:
@@ -997,23 +1008,15 @@ static lq_status write_shard(part_ctx *pc, uint32_t s, lq_error *err)
                 pc->o->progress(pc->o->user, &ev);
         }
     }
-    /* Per-tensor CRC-32C, for verifiers to name a damaged tensor (file order). The names are
-     * the plan's (the writer's own copies go with it). */
+    /* Per-tensor CRC-32C, for verifiers to name a damaged tensor (file order: members[i]). */
     size_t nt = lq_stw_count(w);
     uint32_t *crcs = calloc(nt + 1, sizeof(uint32_t));
-    const char **crc_names = calloc(nt + 1, sizeof(char *));
-    if (!crcs || !crc_names) {
-        free(crcs);
-        free(crc_names);
+    if (!crcs) {
         st = lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
         goto cleanup;
     }
-    for (size_t i = 0; i < nt; i++) {
-        const lq_plan_tensor key = {.name = (char *)lq_stw_tensor(w, i)->name}, *kp = &key;
-        const lq_plan_tensor **hit = bsearch(&kp, byname, cnt, sizeof(*byname), cmp_plan_name);
+    for (size_t i = 0; i < nt; i++)
         crcs[i] = lq_stw_crc32c(w, i);
-        crc_names[i] = hit ? (*hit)->name : NULL;
-    }
     release_source(pc);
     uint8_t sha[32];
     uint64_t size = 0;
@@ -1021,13 +1024,24 @@ static lq_status write_shard(part_ctx *pc, uint32_t s, lq_error *err)
     w = NULL;
     if (st != LQ_OK) {
         free(crcs);
-        free(crc_names);
         goto cleanup;
     }
-    /* The record, written after the shard is published. */
+    /* The record, written after the shard is published; streamed into its file (at one shard
+     * of 100,000 tensors its text is about 20 MB). */
     char hx[65];
     hex32(sha, hx);
+    char rec[320];
+    snprintf(rec, sizeof(rec), ".mimo-done-%s.json", p->shard_names[s]);
+    char *rpath = path_join(pc->work, rec);
+    lq_outfile *of = NULL;
+    st = rpath ? lq_outfile_open(rpath, &of, err) : lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
+    free(rpath);
+    if (st != LQ_OK) {
+        free(crcs);
+        goto cleanup;
+    }
     jw = lq_jw_new(0);
+    lq_jw_set_sink(jw, lq_outfile_sink, of);
     lq_jw_begin_object(jw);
     lq_jw_key(jw, "shard");
     lq_jw_string(jw, p->shard_names[s]);
@@ -1037,10 +1051,13 @@ static lq_status write_shard(part_ctx *pc, uint32_t s, lq_error *err)
     lq_jw_string(jw, hx);
     lq_jw_key(jw, "metrics");
     lq_jw_begin_array(jw);
-    for (size_t i = 0; i < nq; i++) {
+    /* accs[] follow the MXFP4 weights in file order (zero-byte tensors were never written). */
+    for (size_t i = 0, k = 0; i < nq; i++, k++) {
+        while (k < cnt - 1 && (members[k]->rule != LQ_RULE_MXFP4 || members[k]->nbytes == 0))
+            k++;
         const lq_err_acc *a = &accs[i];
         lq_jw_begin_array(jw);
-        lq_jw_string(jw, qt[i]->name);
+        lq_jw_string(jw, members[k]->name);
         lq_jw_u64(jw, a->n);
         lq_jw_double_exact(jw, a->sum_w2);
         lq_jw_double_exact(jw, a->sum_q2);
@@ -1059,30 +1076,23 @@ static lq_status write_shard(part_ctx *pc, uint32_t s, lq_error *err)
         char hx8[9];
         snprintf(hx8, sizeof(hx8), "%08x", crcs[i]);
         lq_jw_begin_array(jw);
-        lq_jw_string(jw, crc_names[i] ? crc_names[i] : "");
+        lq_jw_string(jw, members[i]->name);
         lq_jw_string(jw, hx8);
         lq_jw_end_array(jw);
     }
     free(crcs);
-    free(crc_names);
     lq_jw_end_array(jw);
     lq_jw_end_object(jw);
-    if ((st = lq_jw_finish(jw, &text, NULL, err)) != LQ_OK)
-        goto cleanup;
-    char rec[320];
-    snprintf(rec, sizeof(rec), ".mimo-done-%s.json", p->shard_names[s]);
-    char *rpath = path_join(pc->work, rec);
-    st = rpath ? write_text(rpath, text, NULL, NULL, err)
-               : lq_fail(err, LQ_ERR_NO_MEMORY, NULL, NULL, NULL, "out of memory");
-    free(rpath);
+    st = lq_jw_finish(jw, NULL, NULL, err);
+    if (st == LQ_OK)
+        st = lq_outfile_commit(of, NULL, NULL, err);
+    else
+        lq_outfile_abort(of);
 cleanup:
     lq_stw_abort(w);
     lq_jw_free(jw);
-    free(text);
     free(path);
-    free(byname);
     free(accs);
-    free(qt);
     return st;
 }
 
@@ -1456,7 +1466,7 @@ lq_status lq_run_part(const lq_ckpt *src, const lq_plan *p, const char *work, co
         goto cleanup;
     }
     for (size_t k = pc.shard_first[s0]; k < pc.shard_first[s1]; k++) {
-        const lq_plan_tensor *t = &p->t[pc.by_shard[k]];
+        const lq_plan_tensor *t = pc.by_shard[k];
         if (t->rule != LQ_RULE_MXFP4_SCALE) {
             pc.total_bytes += src_bytes_of(t);
             pc.total_tensors++;
@@ -1475,7 +1485,7 @@ lq_status lq_run_part(const lq_ckpt *src, const lq_plan *p, const char *work, co
             goto cleanup;
         if (done) {
             for (size_t k = pc.shard_first[s]; k < pc.shard_first[s + 1]; k++) {
-                const lq_plan_tensor *t = &p->t[pc.by_shard[k]];
+                const lq_plan_tensor *t = pc.by_shard[k];
                 if (t->rule != LQ_RULE_MXFP4_SCALE) {
                     pc.done_bytes += src_bytes_of(t);
                     pc.done_tensors++;

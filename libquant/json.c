@@ -17,6 +17,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #define DEFAULT_DEPTH 64
 /* cJSON's CJSON_NESTING_LIMIT in the packaged build; deeper text fails inside cJSON. */
@@ -476,6 +478,33 @@ lq_status lq_json_parse_file(const char *path, size_t max_bytes, const lq_json_l
 
 #define SPLIT_MAX_DEPTH 200
 
+/* A split text is mapped, not read into memory, and each pass over it drops the pages it has
+ * passed (a shard record or plan of 300,000 tensors is about 50 MB of text): pages are read
+ * back from the page cache by the next pass, so at most about SK_DROP_STEP of it is resident.
+ * base NULL: the text is a buffer, nothing to drop. */
+#define SK_DROP_STEP ((size_t)1 << 20)
+typedef struct sk_drop {
+    const char *base;
+    size_t from; /* start of the pages not dropped yet in this pass */
+} sk_drop;
+
+static void sk_release(sk_drop *d, size_t upto)
+{
+    if (!d || !d->base || upto < d->from + SK_DROP_STEP)
+        return;
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE), a = (d->from + pg - 1) / pg * pg, e = upto / pg * pg;
+    if (e > a)
+        madvise((void *)(d->base + a), e - a, MADV_DONTNEED);
+    d->from = upto;
+}
+
+/* A new pass starts at `at`. */
+static void sk_pass(sk_drop *d, size_t at)
+{
+    if (d)
+        d->from = at;
+}
+
 static size_t sk_ws(const char *b, size_t n, size_t i)
 {
     while (i < n && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r'))
@@ -495,8 +524,8 @@ static size_t sk_string(const char *b, size_t n, size_t i)
     return SIZE_MAX;
 }
 
-/* End of the value starting at b[i], or SIZE_MAX. */
-static size_t sk_value(const char *b, size_t n, size_t i, int depth)
+/* End of the value starting at b[i], or SIZE_MAX. Passed pages go (d, at the outer levels). */
+static size_t sk_value(const char *b, size_t n, size_t i, int depth, sk_drop *d)
 {
     if (i >= n || depth > SPLIT_MAX_DEPTH)
         return SIZE_MAX;
@@ -517,8 +546,10 @@ static size_t sk_value(const char *b, size_t n, size_t i, int depth)
                     return SIZE_MAX;
                 i = sk_ws(b, n, i + 1);
             }
-            if ((i = sk_value(b, n, i, depth + 1)) == SIZE_MAX)
+            if ((i = sk_value(b, n, i, depth + 1, d)) == SIZE_MAX)
                 return SIZE_MAX;
+            if (depth <= 3)
+                sk_release(d, i);
             i = sk_ws(b, n, i);
             if (i < n && b[i] == ',') {
                 i = sk_ws(b, n, i + 1);
@@ -534,7 +565,8 @@ static size_t sk_value(const char *b, size_t n, size_t i, int depth)
 }
 
 /* The value at keys[0..nkeys) from the object starting at b[i]: [*vb, *ve). 0 found, -1 not. */
-static int sk_find(const char *b, size_t n, size_t i, const char *const *keys, size_t nkeys, size_t *vb, size_t *ve)
+static int sk_find(const char *b, size_t n, size_t i, const char *const *keys, size_t nkeys, size_t *vb, size_t *ve,
+                   sk_drop *d)
 {
     if (i >= n || b[i] != '{')
         return -1;
@@ -552,7 +584,7 @@ static int sk_find(const char *b, size_t n, size_t i, const char *const *keys, s
         if (i >= n || b[i] != ':')
             return -1;
         i = sk_ws(b, n, i + 1);
-        size_t e = sk_value(b, n, i, 1);
+        size_t e = sk_value(b, n, i, 1, d);
         if (e == SIZE_MAX)
             return -1;
         if (ke - 1 - ks == kl && !memcmp(b + ks, keys[0], kl) && !memchr(b + ks, '\\', kl)) {
@@ -561,7 +593,7 @@ static int sk_find(const char *b, size_t n, size_t i, const char *const *keys, s
                 *ve = e;
                 return 0;
             }
-            return sk_find(b, n, i, keys + 1, nkeys - 1, vb, ve);
+            return sk_find(b, n, i, keys + 1, nkeys - 1, vb, ve, d);
         }
         i = sk_ws(b, n, e);
         if (i < n && b[i] == ',') {
@@ -612,6 +644,14 @@ static lq_status split_whole(const char *buf, size_t size, const lq_json_limits 
     return st;
 }
 
+static void text_free(uint8_t *raw, size_t size, int mapped)
+{
+    if (mapped)
+        munmap(raw, size);
+    else
+        free(raw);
+}
+
 lq_status lq_json_parse_file_split(const char *path, size_t max_bytes, const lq_json_limits *limits,
                                    const lq_json_split *splits, size_t nsplits, cJSON **out, lq_error *err)
 {
@@ -623,16 +663,31 @@ lq_status lq_json_parse_file_split(const char *path, size_t max_bytes, const lq_
         max_bytes = DEFAULT_FILE_CAP;
     uint8_t *raw = NULL;
     size_t size = 0;
-    lq_status st = lq_read_file(path, max_bytes, NULL, "JSON_LIMIT", &raw, &size, err);
+    int fd = -1;
+    uint64_t fsize = 0;
+    lq_status st = lq_open_regular(path, max_bytes, NULL, "JSON_LIMIT", &fd, &fsize, err);
     if (st != LQ_OK)
         return st;
+    void *map = fsize > 0 ? mmap(NULL, (size_t)fsize, PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
+    close(fd);
+    if (map != MAP_FAILED) {
+        raw = map;
+        size = (size_t)fsize;
+    } else {
+        map = NULL; /* empty, or not mappable: read */
+        if ((st = lq_read_file(path, max_bytes, NULL, "JSON_LIMIT", &raw, &size, err)) != LQ_OK)
+            return st;
+    }
     const char *buf = (const char *)raw;
+    sk_drop drop = {map ? buf : NULL, 0};
     split_range r[8];
     int ok = !(limits && limits->max_values); /* a limit on the whole text's values: parsed whole */
     size_t top = sk_ws(buf, size, 0);
     for (size_t k = 0; ok && k < nsplits; k++) {
         r[k].sp = &splits[k];
-        ok = splits[k].nkeys > 0 && sk_find(buf, size, top, splits[k].keys, splits[k].nkeys, &r[k].b, &r[k].e) == 0 &&
+        sk_pass(&drop, 0);
+        ok = splits[k].nkeys > 0 &&
+             sk_find(buf, size, top, splits[k].keys, splits[k].nkeys, &r[k].b, &r[k].e, &drop) == 0 &&
              buf[r[k].b] == '[';
     }
     if (ok && nsplits > 1) {
@@ -643,7 +698,7 @@ lq_status lq_json_parse_file_split(const char *path, size_t max_bytes, const lq_
     char *rest = ok ? malloc(size + 2 * nsplits + 1) : NULL;
     if (!rest) {
         st = split_whole(buf, size, limits, path, splits, nsplits, out, err);
-        free(raw);
+        text_free(raw, size, map != NULL);
         return st;
     }
     /* The rest of the text, each array written as [] (its depth and position unchanged). */
@@ -670,9 +725,11 @@ lq_status lq_json_parse_file_split(const char *path, size_t max_bytes, const lq_
             a = lq_json_get(a, r[k].sp->keys[j]);
         ok = cJSON_IsArray(a) && !a->child;
         size_t i = sk_ws(buf, r[k].e, r[k].b + 1);
+        sk_pass(&drop, r[k].b);
         while (ok && i < r[k].e && buf[i] != ']') {
-            size_t ve = sk_value(buf, r[k].e, i, (int)r[k].sp->nkeys + 1);
+            size_t ve = sk_value(buf, r[k].e, i, (int)r[k].sp->nkeys + 1, &drop);
             ok = ve != SIZE_MAX;
+            sk_release(&drop, ok ? ve : i);
             i = ok ? sk_ws(buf, r[k].e, ve) : i;
             if (ok && i < r[k].e && buf[i] == ',')
                 i = sk_ws(buf, r[k].e, i + 1);
@@ -681,7 +738,7 @@ lq_status lq_json_parse_file_split(const char *path, size_t max_bytes, const lq_
     if (!ok) {
         cJSON_Delete(root);
         st = split_whole(buf, size, limits, path, splits, nsplits, out, err);
-        free(raw);
+        text_free(raw, size, map != NULL);
         return st;
     }
     /* The elements: each parsed on its own, at the depth it has in the text. An element the
@@ -692,8 +749,9 @@ lq_status lq_json_parse_file_split(const char *path, size_t max_bytes, const lq_
         int md = el.max_depth <= 0 ? 64 : el.max_depth > 1000 ? 1000 : el.max_depth;
         el.max_depth = md - (int)r[k].sp->nkeys - 1;
         size_t i = sk_ws(buf, r[k].e, r[k].b + 1), idx = 0;
+        sk_pass(&drop, r[k].b);
         while (st == LQ_OK && i < r[k].e && buf[i] != ']') {
-            size_t ve = sk_value(buf, r[k].e, i, (int)r[k].sp->nkeys + 1);
+            size_t ve = sk_value(buf, r[k].e, i, (int)r[k].sp->nkeys + 1, NULL);
             cJSON *elem = NULL;
             if (el.max_depth < 1 || lq_json_parse(buf + i, ve - i, &el, path, &elem, &e2) != LQ_OK) {
                 cJSON_Delete(root);
@@ -706,12 +764,13 @@ lq_status lq_json_parse_file_split(const char *path, size_t max_bytes, const lq_
             }
             st = r[k].sp->each(r[k].sp->user, idx++, elem, err);
             cJSON_Delete(elem);
+            sk_release(&drop, ve);
             i = sk_ws(buf, r[k].e, ve);
             if (i < r[k].e && buf[i] == ',')
                 i = sk_ws(buf, r[k].e, i + 1);
         }
     }
-    free(raw);
+    text_free(raw, size, map != NULL);
     if (st != LQ_OK) {
         cJSON_Delete(root);
         return st;

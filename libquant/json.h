@@ -63,8 +63,10 @@ lq_status lq_json_parse_file(const char *path, size_t max_bytes, const lq_json_l
  * lq_json_parse_file, except that each array named in splits (a path of object keys from the
  * top-level object, e.g. {"plan", "tensors"}) is not built into the returned tree, where it is
  * left empty: its elements are parsed one by one and handed, in order, to each(user, index,
- * element, err), which must not keep the element. So peak memory is the text, the rest of the
- * tree and one element, not the array's tree (about 80 bytes per JSON value). The same text is
+ * element, err), which must not keep the element. The file is mapped, and each pass over it
+ * drops the pages it has passed, so peak memory is about 1 MiB of the text, the rest of the tree
+ * and one element, neither the whole text nor the array's tree (about 80 bytes per JSON value);
+ * an empty or unmappable file is read into memory instead. The same text is
  * accepted and the same errors given as by lq_json_parse_file; a text the splitter does not
  * follow (an array missing, escapes in a key of the path, nesting past the depth limit) is
  * parsed whole and its arrays' elements handed over from that tree. A callback's failure stops

@@ -505,15 +505,15 @@ lq_status lq_st_open(const char *path, const lq_st_limits *limits, lq_st_file **
     /* Everything the header says is in f now (names copied): its pages of the mapping need not
      * stay resident. A reader of many tensors would otherwise keep ~150 bytes per tensor of
      * header text for as long as the file is open; a later access reads them back from the page
-     * cache (the mapping is private and never written). */
+     * cache (the mapping is private and never written). A read fault maps the cached pages
+     * around it too (Linux's fault-around, 64 kB by default), so the drop reaches past the
+     * header to the next 64 kB boundary: the first data pages come back when they are read. Up
+     * to 60 kB per file stayed mapped otherwise (27 MB over a source of 677 small files). */
     if (st == LQ_OK && f->map && f->header_len) {
-        long pg = sysconf(_SC_PAGESIZE);
+        const size_t around = (size_t)64 << 10;
         size_t n = (size_t)(8 + f->header_len);
-        if (pg > 0 && n > f->map_len)
-            n = f->map_len;
-        n = pg > 0 ? n / (size_t)pg * (size_t)pg : 0;
-        if (n)
-            madvise(f->map, n, MADV_DONTNEED);
+        n = f->map_len < around || n > f->map_len - around ? f->map_len : (n + around - 1) / around * around;
+        madvise(f->map, n, MADV_DONTNEED);
     }
 
 cleanup:

@@ -42,11 +42,11 @@ typedef struct meta_kv {
     char *val;
 } meta_kv;
 
-/* One declared tensor. Kept small (40 bytes, the shape in a shared pool, the name in an arena)
- * because a writer holds one per tensor of its shard for the whole shard: at the real model's
- * tensor count that is what the converter's memory grows with. */
+/* One declared tensor. Kept small (40 bytes, the shape in a shared pool, the name in an arena
+ * or the caller's) because a writer holds one per tensor of its shard for the whole shard: at
+ * the real model's tensor count that is what the converter's memory grows with. */
 typedef struct stw_entry {
-    const char *name;  /* in the writer's name arena */
+    const char *name;  /* in the writer's name arena, or the caller's (lq_stw_borrow_names) */
     uint64_t nbytes;
     uint64_t begin;    /* offset in the data section, set by the layout */
     size_t dim0;       /* first of its `rank` values in dims */
@@ -62,7 +62,8 @@ struct lq_stw {
     size_t ndims, dims_cap;
     char **blocks; /* name arena: names are never freed one by one */
     size_t nblocks, block_used, block_cap;
-    size_t *slots; /* open-addressing name table: index + 1, 0 = empty */
+    int borrow;    /* names are the caller's, not copied into the arena */
+    uint32_t *slots; /* open-addressing name table: index + 1, 0 = empty */
     size_t nslots;
     meta_kv *meta;
     size_t nmeta, metacap;
@@ -306,22 +307,26 @@ static size_t table_find(const lq_stw *w, const char *name)
     }
 }
 
-/* Rebuilds the table for the first n tensors with at least want slots (a power of two). */
+/* Rebuilds the table for the first n tensors with at least want slots (a power of two); the
+ * table in place when it already has that many (after the layout reorders the tensors). */
 static int table_rebuild(lq_stw *w, size_t want)
 {
     size_t ns = 16;
     while (ns < want)
         ns *= 2;
-    size_t *slots = calloc(ns, sizeof(*slots));
-    if (!slots)
+    uint32_t *slots = w->slots;
+    if (ns == w->nslots)
+        memset(slots, 0, ns * sizeof(*slots));
+    else if (!(slots = calloc(ns, sizeof(*slots))))
         return -1;
     for (size_t i = 0; i < w->n; i++) {
         size_t s = (size_t)name_hash(w->t[i].name) & (ns - 1);
         while (slots[s])
             s = (s + 1) & (ns - 1);
-        slots[s] = i + 1;
+        slots[s] = (uint32_t)(i + 1);
     }
-    free(w->slots);
+    if (slots != w->slots)
+        free(w->slots);
     w->slots = slots;
     w->nslots = ns;
     return 0;
@@ -369,6 +374,39 @@ lq_status lq_stw_create(const char *final_path, lq_stw **out, lq_error *err)
     }
     memcpy(w->path, final_path, n + 1);
     *out = w;
+    return LQ_OK;
+}
+
+lq_status lq_stw_reserve(lq_stw *w, size_t ntensors, size_t ndims, lq_error *err)
+{
+    if (!w || w->begun || w->failed || ntensors >= UINT32_MAX)
+        return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, w ? w->path : NULL, NULL, "STW_STATE",
+                       "lq_stw_reserve needs a writer not yet begun and fewer than 2^32 tensors");
+    if (ntensors > w->cap) {
+        stw_entry *nt = realloc(w->t, ntensors * sizeof(*nt));
+        if (!nt)
+            return lq_fail(err, LQ_ERR_NO_MEMORY, w->path, NULL, "STW_STATE", "out of memory");
+        w->t = nt;
+        w->cap = ntensors;
+    }
+    if (ndims > w->dims_cap) {
+        uint64_t *nd = realloc(w->dims, ndims * sizeof(*nd));
+        if (!nd)
+            return lq_fail(err, LQ_ERR_NO_MEMORY, w->path, NULL, "STW_STATE", "out of memory");
+        w->dims = nd;
+        w->dims_cap = ndims;
+    }
+    if (ntensors * 2 > w->nslots && table_rebuild(w, ntensors * 2) != 0)
+        return lq_fail(err, LQ_ERR_NO_MEMORY, w->path, NULL, "STW_STATE", "out of memory");
+    return LQ_OK;
+}
+
+lq_status lq_stw_borrow_names(lq_stw *w, lq_error *err)
+{
+    if (!w || w->n || w->begun || w->failed)
+        return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, w ? w->path : NULL, NULL, "STW_STATE",
+                       "lq_stw_borrow_names needs a writer with no tensor declared yet");
+    w->borrow = 1;
     return LQ_OK;
 }
 
@@ -447,6 +485,8 @@ lq_status lq_stw_add(lq_stw *w, const char *name, lq_dtype dt, uint32_t rank,
         return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, w->path, name, "STW_DUP_NAME",
                        "tensor declared twice");
 
+    if (w->n + 1 >= UINT32_MAX)
+        return lq_fail(err, LQ_ERR_INVALID_ARGUMENT, w->path, name, "STW_STATE", "too many tensors");
     if (w->n == w->cap) {
         size_t nc = w->cap ? w->cap * 2 : 64;
         stw_entry *nt = realloc(w->t, nc * sizeof(*nt));
@@ -467,7 +507,7 @@ lq_status lq_stw_add(lq_stw *w, const char *name, lq_dtype dt, uint32_t rank,
     }
     if ((w->n + 1) * 2 > w->nslots && table_rebuild(w, (w->n + 1) * 2) != 0)
         return lq_fail(err, LQ_ERR_NO_MEMORY, w->path, name, "STW_STATE", "out of memory");
-    const char *copy = arena_copy(w, name);
+    const char *copy = w->borrow ? name : arena_copy(w, name);
     if (!copy)
         return lq_fail(err, LQ_ERR_NO_MEMORY, w->path, name, "STW_STATE", "out of memory");
 
@@ -484,7 +524,7 @@ lq_status lq_stw_add(lq_stw *w, const char *name, lq_dtype dt, uint32_t rank,
     size_t s = (size_t)name_hash(copy) & mask;
     while (w->slots[s])
         s = (s + 1) & mask;
-    w->slots[s] = w->n + 1;
+    w->slots[s] = (uint32_t)(w->n + 1);
     w->n++;
     return LQ_OK;
 }

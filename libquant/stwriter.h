@@ -46,6 +46,14 @@ lq_status lq_stw_create(const char *final_path, lq_stw **out, lq_error *err);
  * ST_SUBBYTE (sub-byte dtypes need whole bytes). Only before lq_stw_begin. */
 lq_status lq_stw_add(lq_stw *w, const char *name, lq_dtype dt, uint32_t rank,
                      const uint64_t *shape, lq_error *err);
+/* Room for ntensors tensors holding ndims shape values in all, allocated once instead of grown
+ * by doubling as lq_stw_add goes (a writer of many tensors then holds no spare capacity). More
+ * may still be declared. Only before lq_stw_begin; fewer than 2^32 tensors (STW_STATE). */
+lq_status lq_stw_reserve(lq_stw *w, size_t ntensors, size_t ndims, lq_error *err);
+/* From now on lq_stw_add keeps the name it is given instead of a copy: the caller keeps every
+ * declared name valid and unchanged until lq_stw_finish or lq_stw_abort (lq_stw_tensor and
+ * lq_stw_next then return the caller's pointers). Only before the first lq_stw_add (STW_STATE). */
+lq_status lq_stw_borrow_names(lq_stw *w, lq_error *err);
 /* Adds a __metadata__ string entry ("format" is always "pt": setting it to "pt" is a no-op,
  * to anything else STW_METADATA). Setting a key again replaces its value. */
 lq_status lq_stw_set_metadata(lq_stw *w, const char *key, const char *value, lq_error *err);

@@ -96,6 +96,54 @@ static void test_exact_bytes(void)
     free(path);
 }
 
+/* lq_stw_reserve and lq_stw_borrow_names change how the writer holds its tensors, not the
+ * file: 300 tensors (past the reserve, so the arrays still grow), written with both and
+ * without, give the same bytes; the borrowed names come back as the caller's pointers. Both
+ * calls are refused out of sequence (STW_STATE). Expected values: the plain writer's file. */
+static void test_reserve_borrow(void)
+{
+    lq_error err;
+    char names[300][24];
+    uint64_t shape[2] = {3, 5};
+    char *path[2] = {tu_path(g_dir, "plain.safetensors"), tu_path(g_dir, "borrow.safetensors")};
+    for (int v = 0; v < 2; v++) {
+        lq_stw *w = NULL;
+        CHECK(lq_stw_create(path[v], &w, &err) == LQ_OK);
+        if (v) {
+            CHECK(lq_stw_reserve(w, 200, 300, &err) == LQ_OK);
+            CHECK(lq_stw_borrow_names(w, &err) == LQ_OK);
+        }
+        for (int i = 0; i < 300; i++) {
+            snprintf(names[i], sizeof(names[i]), "t.%d.w", (i * 7919) % 300);
+            CHECK(lq_stw_add(w, names[i], i % 3 ? LQ_DTYPE_BF16 : LQ_DTYPE_U8, (uint32_t)(i % 3), shape, &err) ==
+                  LQ_OK);
+        }
+        CHECK(lq_stw_add(w, "t.0.w", LQ_DTYPE_U8, 1, shape, &err) == LQ_ERR_INVALID_ARGUMENT);
+        CHECK_STR(err.rule, "STW_DUP_NAME");
+        CHECK(lq_stw_borrow_names(w, &err) == LQ_ERR_INVALID_ARGUMENT); /* after an add */
+        CHECK_STR(err.rule, "STW_STATE");
+        CHECK(lq_stw_begin(w, &err) == LQ_OK);
+        CHECK(lq_stw_reserve(w, 1000, 1000, &err) == LQ_ERR_INVALID_ARGUMENT); /* after begin */
+        CHECK_STR(err.rule, "STW_STATE");
+        int own = 0;
+        for (size_t i = 0; i < lq_stw_count(w); i++)
+            for (int k = 0; k < 300; k++)
+                own += lq_stw_tensor(w, i)->name == names[k];
+        CHECK_EQ_U64((uint64_t)own, v ? 300 : 0);
+        CHECK(write_all(w, &err) == LQ_OK);
+        CHECK(lq_stw_finish(w, NULL, NULL, &err) == LQ_OK);
+    }
+    size_t l0 = 0, l1 = 0;
+    unsigned char *a = tu_read(path[0], &l0), *b = tu_read(path[1], &l1);
+    CHECK(a && b && l0 == l1 && l0 > 0 && memcmp(a, b, l0) == 0);
+    free(a);
+    free(b);
+    for (int v = 0; v < 2; v++) {
+        unlink(path[v]);
+        free(path[v]);
+    }
+}
+
 /* Mixed dtypes and names: checks the layout rules on the written file through the strict
  * reader, and the data bytes. */
 static void test_layout_rules(void)
@@ -751,6 +799,7 @@ int main(void)
     }
     test_exact_bytes();
     test_layout_rules();
+    test_reserve_borrow();
     test_escaping();
     test_chunked_equals_whole();
     test_measure();
